@@ -1,0 +1,3 @@
+from spaces.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""The ``spaces`` command line: thin wrappers over the stages' functions; no logic lives here."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from spaces import __version__
+from spaces.config import EvaluateConfig, ExtractConfig, load_config, parse_overrides
+from spaces.errors import SpacesError
+
+_state = {"debug": False}
+
+
+class _Group(TyperGroup):
+    """Turns a SpacesError from any subcommand into ``error: WHERE: what`` and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SpacesError as e:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Summarize long Chinese legal judgments: extract key clauses, then rewrite them (SPACES, CAIL2020).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+extract_app = typer.Typer(
+    cls=_Group, no_args_is_help=True, rich_markup_mode="markdown",
+    help="Extract stage: label key clauses with the SPACES oracle (train/predict follow).",
+)
+app.add_typer(extract_app, name="extract")
+
+# Commands that take a config also take spaCy-style overrides: --section.key value.
+WITH_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="YAML config; optional where the defaults serve. "
+                 "Override any key as --section.key value (e.g. --data.text_field source)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spaces {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@extract_app.command("oracle", context_settings=WITH_OVERRIDES)
+def extract_oracle(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL with reference summaries ('-' for stdin).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Labeled JSONL to write ('-' for stdout).")],
+    config: ConfigOpt = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+) -> None:
+    """Label each document's key clauses by SPACES's greedy oracle matching against its summary.
+
+    The labels are the training targets of the extractor; the mean word-level CAIL score of the
+    oracle extracts, printed at the end, is the upper bound for any extractive summary.
+    A rerun after an interruption resumes from OUTPUT.partial.
+    """
+    from spaces.extract.oracle import run_oracle
+
+    cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    start = time.perf_counter()
+    run = run_oracle(cfg, input, output, workers)
+    resumed = f" ({run.resumed} resumed)" if run.resumed else ""
+    typer.echo(
+        f"labeled {run.labeled + run.resumed} documents{resumed} in {time.perf_counter() - start:.1f}s; "
+        f"oracle extract CAIL score (word level, the extraction upper bound): {run.mean_score:.4f}",
+        err=True,
+    )
+
+
+class UnitChoice(str, Enum):
+    word = "word"
+    char = "char"
+
+
+@app.command(context_settings=WITH_OVERRIDES)
+def evaluate(
+    ctx: typer.Context,
+    predictions: Annotated[Path, typer.Option(help="Predicted summaries JSONL: {id, summary}.")],
+    references: Annotated[Path, typer.Option(help="Documents JSONL holding the reference summaries.")],
+    unit: Annotated[UnitChoice, typer.Option(help="word: jieba tokens (HMM off); char: characters.")] = UnitChoice.word,
+    user_dict: Annotated[Optional[Path], typer.Option(help="jieba user dictionary (overrides data.user_dict).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write metrics JSON here ('-' for stdout).")] = None,
+    per_document: Annotated[Optional[Path], typer.Option(help="Also write each document's scores as JSONL.")] = None,
+    prediction_field: Annotated[str, typer.Option(help="Field of a prediction record that holds its text "
+                                                       "(e.g. 'extract' to score extracts).")] = "summary",
+    config: ConfigOpt = None,
+) -> None:
+    """Score predictions against references: the CAIL2020 score = 0.2·R1 + 0.4·R2 + 0.4·RL (F).
+
+    Each F is the mean over documents of the per-document F-score, computed exactly as the
+    rouge-chinese package does by default. Records are joined by id; a missing or extra id is an error.
+    """
+    from spaces.evaluate.metrics import KEYS, evaluate as run_evaluate
+
+    cfg = load_config(EvaluateConfig, config, parse_overrides(ctx.args))
+    if user_dict is not None:
+        cfg.data.user_dict = user_dict
+    metrics = run_evaluate(predictions, references, cfg.data, unit.value, output, per_document, prediction_field)
+    table = Table(title=f"CAIL2020 score, {metrics['n']} documents, {metrics['unit']} level")
+    for key in ("main", *KEYS):
+        table.add_column(key, justify="right")
+    table.add_row(*(f"{metrics[k]:.4f}" for k in ("main", *KEYS)))
+    Console(stderr=str(output) == "-").print(table)
+
+
+def main() -> None:
+    """Console-script entry: ``--debug`` may stand anywhere on the line."""
+    argv = sys.argv[1:]
+    if "--debug" in argv:
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
+    app(args=argv, prog_name="spaces")

@@ -1,0 +1,111 @@
+"""Configs: YAML files loaded into pydantic sections, with spaCy-style dotted overrides.
+
+``--data.text_field source`` on the command line sets ``data.text_field``; values are parsed as YAML
+scalars (``3`` is an int, ``true`` a bool, ``null`` None). Unknown keys and wrong types are errors that
+name the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spaces.errors import SpacesError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class DataConfig(Section):
+    """Where the fields of an input record are, and how its text is cut and tokenised."""
+
+    id_field: str = "id"
+    text_field: str = "text"
+    summary_field: str = "summary"
+    user_dict: Path | None = Field(
+        default=None, description="jieba user dictionary (word [freq] [tag] per line) for word-level ROUGE"
+    )
+    max_clauses: int = Field(default=256, ge=1, description="keep the last N clauses of a long document")
+
+
+class ExtractConfig(Section):
+    """Config of the extract stage (``spaces extract ...``)."""
+
+    data: DataConfig = DataConfig()
+
+
+class EvaluateConfig(Section):
+    """Config of ``spaces evaluate``: only the record fields and the user dictionary matter there."""
+
+    data: DataConfig = DataConfig()
+
+
+C = TypeVar("C", bound=Section)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``["--train.epochs", "3", "--data.user_dict=x.txt"]`` -> ``{"train.epochs": 3, "data.user_dict": "x.txt"}``."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise SpacesError(f"unexpected argument {arg!r} (config overrides look like --section.key value)")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
+                raise SpacesError(f"config override --{key} needs a value")
+            value = args[i + 1]
+            i += 1
+        if "." not in key:
+            raise SpacesError(f"unknown option --{key} (config overrides look like --section.key value)")
+        overrides[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return overrides
+
+
+def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Build a ``cls`` from an optional YAML file and dotted overrides; errors name the file and key."""
+    where = str(path) if path else "config"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpacesError("config file not found", str(path)) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            loc = f"{path}:{line + 1}" if line is not None else str(path)
+            raise SpacesError(f"not valid YAML: {getattr(e, 'problem', None) or e}", loc) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SpacesError("a config file must be a mapping of sections", str(path))
+        data = loaded or {}
+    from_cli = set()
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpacesError(f"{'.'.join(parents[: depth + 1])} is not a section", f"--{dotted}")
+            node = child
+        node[leaf] = value
+        from_cli.add(dotted)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown config key" if err["type"] == "extra_forbidden" else err["msg"]
+        cli = [k for k in from_cli if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
+        if cli:
+            cli_key = cli[0] if len(cli[0]) > len(key) else key
+            raise SpacesError(msg, f"--{cli_key}") from None
+        raise SpacesError(f"{key}: {msg}", where) from None
+

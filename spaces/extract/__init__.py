@@ -1,0 +1,1 @@
+"""Extract stage: which clauses of a judgment belong in its summary."""

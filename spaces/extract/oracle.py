@@ -1,0 +1,97 @@
+"""SPACES's oracle: the clauses whose concatenation best matches the reference summary.
+
+Greedy matching as in SPACES (``extract_matching``): take the longest summary clause (the first if
+tied), find the document clause with the highest char-level CAIL score against it (the first if
+tied), then recurse on (document clauses up to and including that match, summary clauses before it)
+and on (document clauses from that match on, summary clauses after it). The labels are the sorted
+set of matched document clauses. Scores are computed as rouge-chinese computes them (see
+``spaces.rouge``), so every tie breaks the same way as in the original.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from spaces.config import DataConfig, ExtractConfig
+from spaces.errors import SpacesError
+from spaces.progress import available_cores, batched, count_lines, progress
+from spaces.records import Document, JsonlWriter, read_documents
+from spaces.rouge import Profile, cail_score, rouge, score_texts, tokenize
+from spaces.text import split_clauses, words
+
+
+def _char_profiles(clauses: Sequence[str]) -> list[Profile]:
+    return [Profile.of(tokenize(c, "char")) for c in clauses]
+
+
+def _best_match(docs: list[Profile], start: int, stop: int, ref: Profile) -> int:
+    """Index in [start, stop) of the document clause with the highest CAIL score against ``ref``."""
+    scores = [cail_score(rouge(docs[k], ref)) for k in range(start, stop)]
+    return start + scores.index(max(scores))
+
+
+def oracle_labels(clauses: Sequence[str], summary_clauses: Sequence[str]) -> list[int]:
+    """Ascending indices of the clauses that the greedy matching picks for the summary."""
+    docs, refs = _char_profiles(clauses), _char_profiles(summary_clauses)
+    lengths = [len(s) for s in summary_clauses]
+    matched: set[int] = set()
+    todo = [(0, len(docs), 0, len(refs))]  # (doc start, doc stop, summary start, summary stop)
+    while todo:
+        d0, d1, s0, s1 = todo.pop()
+        if d0 >= d1 or s0 >= s1:
+            continue
+        i = max(range(s0, s1), key=lengths.__getitem__)  # max() keeps the first of equals
+        j = _best_match(docs, d0, d1, refs[i])
+        matched.add(j)
+        todo.append((d0, j + 1, s0, i))
+        todo.append((j, d1, i + 1, s1))
+    return sorted(matched)
+
+
+def label_document(doc: Document, data: DataConfig) -> dict:
+    """The labeled record of one document (DESIGN.md), with its oracle extract's word-level CAIL score."""
+    clauses = split_clauses(doc.text, data.max_clauses)
+    if not clauses:
+        raise SpacesError("the document has no text", doc.where)
+    summary_clauses = split_clauses(doc.summary or "")
+    if not summary_clauses:
+        raise SpacesError("the summary is empty: nothing to label against", doc.where)
+    labels = oracle_labels(clauses, summary_clauses)
+    extract = "".join(clauses[i] for i in labels)
+    score = score_texts(extract, doc.summary, "word", data.user_dict)["main"]
+    return {"id": doc.id, "sentences": clauses, "labels": labels, "extract": extract,
+            "summary": doc.summary, "score": score}
+
+
+@dataclass
+class OracleRun:
+    labeled: int  # labelled by this run
+    resumed: int  # found complete in a previous run's partial output
+    mean_score: float  # word-level CAIL score of the oracle extracts, over all records of the output
+
+
+def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, workers: int | None = None) -> OracleRun:
+    """``spaces extract oracle``: label every document of ``input`` into ``output``."""
+    workers = workers or available_cores()
+    if workers < 1:
+        raise SpacesError("--workers must be at least 1")
+    words("", config.data.user_dict)  # load jieba once here: forked workers inherit it
+    scores: list[float] = []
+    with JsonlWriter(output, on_resumed=lambda r: scores.append(r["score"])) as out:
+        resumed = len(scores)
+        docs = (d for d in read_documents(input, config.data, need_summary=True) if d.id not in out.done)
+        label = partial(label_document, data=config.data)
+        total = count_lines(input)
+        with progress(None, total=total and total - resumed, desc="oracle") as bar, \
+                (multiprocessing.Pool(workers) if workers > 1 else nullcontext()) as pool:
+            for batch in batched(docs, 16 * workers):
+                for record in (pool.imap(label, batch, chunksize=4) if pool else map(label, batch)):
+                    out.write(record)
+                    scores.append(record["score"])
+                    bar.update()
+    return OracleRun(len(scores) - resumed, resumed, sum(scores) / len(scores) if scores else 0.0)

@@ -1,0 +1,40 @@
+"""Progress bars and worker pools shared by the long-running commands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def count_lines(path: Path | str) -> int | None:
+    """Records in a JSONL file, for a progress bar's total (None for stdin)."""
+    if str(path) == "-" or not Path(path).is_file():
+        return None
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def progress(items: Iterable[T], total: int | None, desc: str, unit: str = "doc") -> tqdm:
+    """A progress bar on stderr; hidden when stderr is not a terminal unless SPACES_PROGRESS=1."""
+    disable = None if os.environ.get("SPACES_PROGRESS") != "1" else False
+    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=disable)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
