@@ -31,12 +31,17 @@ reproduce-cail: install
 	  --data.user_dict $(CAIL_DIR)/user_dict.txt
 	$(BIN)/spaces evaluate --predictions $(RUN_DIR)/labeled.jsonl --prediction-field extract \
 	  --references $(CAIL_DIR)/train.json --user-dict $(CAIL_DIR)/user_dict.txt --output $(RUN_DIR)/oracle-metrics.json
-	@echo "not yet: the extractor and generator stages are still to come; this run stops at the oracle bound" \
-	      "($(RUN_DIR)/oracle-metrics.json)."
+	$(BIN)/spaces extract train --config configs/extract.yaml --input $(RUN_DIR)/labeled.jsonl \
+	  --output-dir $(RUN_DIR)/extractor --data.user_dict $(CAIL_DIR)/user_dict.txt
+	$(BIN)/spaces evaluate --predictions $(RUN_DIR)/extractor/oof.jsonl --prediction-field extract \
+	  --references $(CAIL_DIR)/train.json --user-dict $(CAIL_DIR)/user_dict.txt --output $(RUN_DIR)/extract-metrics.json
+	@echo "not yet: the generator stage is still to come; this run stops at the out-of-fold extracts" \
+	      "($(RUN_DIR)/extract-metrics.json)."
 
 bench: install
 	$(BIN)/python scripts/bench_oracle.py
 	$(BIN)/python scripts/bench_rouge.py
+	$(BIN)/python scripts/bench_extract.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

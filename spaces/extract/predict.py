@@ -1,0 +1,61 @@
+"""``spaces extract predict``: extracted records for new documents, streamed, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spaces.config import ExtractConfig
+from spaces.errors import SpacesError
+from spaces.extract.encoders import SentenceEncoder
+from spaces.extract.tagger import Extractor, clause_probs, select
+from spaces.progress import batched, count_lines, progress
+from spaces.records import JsonlWriter, read_documents
+from spaces.text import split_clauses
+
+
+def extract_record(doc_id: str, clauses: list[str], probs, extractor: Extractor, summary: str | None) -> dict:
+    chosen = select(probs, extractor.select.threshold, extractor.select.fallback_top_k)
+    record = {"id": doc_id, "sentences": clauses, "scores": [round(float(p), 6) for p in probs],
+              "selected": chosen, "extract": "".join(clauses[i] for i in chosen)}
+    if summary is not None:
+        record["summary"] = summary  # the generator trains on extracted records that keep their reference
+    return record
+
+
+def load_encoder(extractor: Extractor, config: ExtractConfig) -> SentenceEncoder:
+    """The encoder the extractor was trained with; a different one would feed it foreign vectors."""
+    trained = extractor.card["encoder"]
+    encoder = SentenceEncoder(trained["name_or_path"], extractor.config.model.max_length,
+                              config.model.encode_batch_size)
+    if encoder.identity != trained["identity"]:
+        raise SpacesError(f"encoder {trained['name_or_path']!r} is not the one this extractor was trained with "
+                          f"(identity {encoder.identity} != {trained['identity']})")
+    return encoder
+
+
+def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, output: Path | str,
+                     batch_size: int = 32) -> int:
+    """Write one extracted record per input document; returns how many were written by this run."""
+    extractor = Extractor(model_dir)
+    encoder = load_encoder(extractor, config)
+    written = 0
+    with JsonlWriter(output) as out:
+        docs = (d for d in read_documents(input, config.data) if d.id not in out.done)
+        total = count_lines(input)
+        with progress(None, total and total - len(out.done), "extract") as bar:
+            for batch in batched(docs, batch_size):
+                clauses = []
+                for doc in batch:
+                    clauses.append(split_clauses(doc.text, config.data.max_clauses))
+                    if not clauses[-1]:
+                        raise SpacesError("the document has no text", doc.where)
+                flat = encoder.encode([c for cs in clauses for c in cs])
+                vectors, offset = [], 0
+                for cs in clauses:
+                    vectors.append(flat[offset: offset + len(cs)])
+                    offset += len(cs)
+                for doc, cs, probs in zip(batch, clauses, clause_probs(extractor.models, vectors)):
+                    out.write(extract_record(doc.id, cs, probs, extractor, doc.summary))
+                    written += 1
+                    bar.update()
+    return written

@@ -1,0 +1,79 @@
+"""What train and predict share: batching clause vectors, running fold models, picking clauses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from spaces.config import ExtractConfig, SelectConfig, load_config
+from spaces.errors import SpacesError
+from spaces.extract.dgcnn import DGCNN
+
+CARD = "card.json"
+
+
+def pad_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
+    """Documents of clause vectors -> padded [B, T, D] tensor, mask [B, T] and (optional) 0/1 targets."""
+    longest = max(len(v) for v in vectors)
+    dim = vectors[0].shape[1]
+    x = torch.zeros(len(vectors), longest, dim)
+    mask = torch.zeros(len(vectors), longest)
+    y = torch.zeros(len(vectors), longest)
+    for b, v in enumerate(vectors):
+        x[b, : len(v)] = torch.from_numpy(v)
+        mask[b, : len(v)] = 1
+        if labels is not None:
+            y[b, list(labels[b])] = 1
+    return x, mask, y
+
+
+@torch.inference_mode()
+def clause_probs(models: Sequence[DGCNN], vectors: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """Mean keep-probability of each clause over the given models (the k fold models at predict time)."""
+    out: list[np.ndarray] = []
+    for model in models:
+        model.eval()
+    for start in range(0, len(vectors), batch_size):
+        chunk = vectors[start:start + batch_size]
+        x, mask, _ = pad_batch(chunk)
+        probs = torch.stack([m(x, mask) for m in models]).mean(0).numpy()
+        out.extend(probs[b, : len(v)] for b, v in enumerate(chunk))
+    return out
+
+
+def select(probs: np.ndarray, threshold: float, fallback_top_k: int) -> list[int]:
+    """Clauses with p > threshold, ascending; the k most probable if none passes (never empty)."""
+    chosen = [i for i, p in enumerate(probs) if p > threshold]
+    if not chosen and len(probs):
+        chosen = sorted(np.argsort(-probs, kind="stable")[:fallback_top_k].tolist())
+    return chosen
+
+
+def save_fold(model: DGCNN, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+class Extractor:
+    """A trained extractor dir: config.yaml, card.json, fold-K.safetensors (predict averages the folds)."""
+
+    def __init__(self, model_dir: Path):
+        card = model_dir / CARD
+        if not card.is_file():
+            raise SpacesError("not an extractor model dir (no card.json); train one with 'spaces extract train'",
+                              str(model_dir))
+        try:
+            self.card = json.loads(card.read_text(encoding="utf-8"))
+            self.config = load_config(ExtractConfig, model_dir / "config.yaml")
+            self.models = []
+            for k in range(self.card["folds"]):
+                model = DGCNN(self.card["encoder"]["dim"], self.config.model.hidden_size, self.config.model.dropout)
+                model.load_state_dict(load_file(str(model_dir / f"fold-{k}.safetensors")))
+                self.models.append(model.eval())
+        except (ValueError, KeyError, OSError, RuntimeError) as e:
+            raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
+        self.select = SelectConfig(**{**self.config.select.model_dump(), "threshold": self.card["threshold"]})

