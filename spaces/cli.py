@@ -14,7 +14,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from spaces import __version__
-from spaces.config import EvaluateConfig, ExtractConfig, load_config, parse_overrides
+from spaces.config import EvaluateConfig, ExtractConfig, GenerateConfig, load_config, parse_overrides
 from spaces.errors import SpacesError
 
 _state = {"debug": False}
@@ -46,6 +46,11 @@ extract_app = typer.Typer(
     help="Extract stage: label key clauses (oracle), train the clause tagger, extract from new judgments.",
 )
 app.add_typer(extract_app, name="extract")
+generate_app = typer.Typer(
+    cls=_Group, no_args_is_help=True, rich_markup_mode="markdown",
+    help="Generate stage: train the seq2seq rewriter (copy mechanism, sparse softmax), summarize extracts.",
+)
+app.add_typer(generate_app, name="generate")
 
 # Commands that take a config also take spaCy-style overrides: --section.key value.
 WITH_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -140,6 +145,52 @@ def extract_predict(
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
     n = predict_extracts(cfg, model, input, output)
     typer.echo(f"extracted {n} documents into {output}", err=True)
+
+
+@generate_app.command("train", context_settings=WITH_OVERRIDES)
+def generate_train(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Extracted records with summaries (the extractor's "
+                                        "oof.jsonl carries the oracle extracts too).")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Generator dir: model-best/, model-last/.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Train the generator: a T5-family model (`model.name_or_path`, or a small mT5 from scratch) with
+    SPACES's copy head and sparse-softmax loss, noisy sources, oracle/out-of-fold mixing and EMA.
+
+    `model-best/` is the epoch with the best validation CAIL score, `model-last/` the latest. Rerunning
+    the same command after an interruption resumes after the last finished epoch.
+    """
+    from spaces.generate.train import train_generator
+
+    cfg = load_config(GenerateConfig, config, parse_overrides(ctx.args))
+    card = train_generator(cfg, input, output_dir)
+    best = card["best"] or {}
+    typer.echo(f"trained on {card['data']['train']} records ({card['data']['validation']} held out) in "
+               f"{card['seconds']:.0f}s; best validation CAIL {best.get('val_score', 0):.4f} at epoch "
+               f"{best.get('epoch')}; model: {output_dir}/model-best", err=True)
+
+
+@generate_app.command("predict", context_settings=WITH_OVERRIDES)
+def generate_predict(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Option("--model", "-m", help="A generator model dir (e.g. DIR/model-best).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Extracted records JSONL ('-' for stdin).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Summaries JSONL to write ('-' for stdout).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Rewrite each extract into a summary: `{id, summary}`.
+
+    Batched beam search over the KV cache with the copy constraint (`decode.copy_constraint`) and
+    sparse top-k (`decode.top_k`). Without `--config`, the config saved beside the model is used.
+    A rerun after an interruption resumes from OUTPUT.partial.
+    """
+    from spaces.generate.predict import predict_summaries
+
+    saved = model.parent / "config.yaml"
+    cfg = load_config(GenerateConfig, config or (saved if saved.is_file() else None), parse_overrides(ctx.args))
+    n = predict_summaries(cfg, model, input, output)
+    typer.echo(f"summarized {n} documents into {output}", err=True)
 
 
 class UnitChoice(str, Enum):

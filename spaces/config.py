@@ -74,6 +74,67 @@ class ExtractConfig(Section):
     select: SelectConfig = SelectConfig()
 
 
+class GenerateModelConfig(Section):
+    """The seq2seq generator: a T5-family checkpoint or a small one built from scratch."""
+
+    name_or_path: str | None = Field(
+        default=None,
+        description="HF T5-family checkpoint (mT5, T5-PEGASUS; local dir or hub id); null builds a randomly "
+                    "initialised mT5 of the size below with a sentencepiece tokenizer trained on the training text",
+    )
+    vocab_size: int = Field(default=4000, ge=64, description="sentencepiece vocabulary of a from-scratch model")
+    d_model: int = Field(default=256, ge=8)
+    d_ff: int = Field(default=512, ge=8)
+    num_layers: int = Field(default=3, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    d_kv: int = Field(default=64, ge=4)
+    prune_vocab: bool = Field(default=False, description="keep only the tokens seen in the training text "
+                              "(a pretrained mT5's 250k vocabulary shrinks to a few thousand rows)")
+    compound_words: Path | None = Field(default=None, description="add these words (one per line) as new tokens, "
+                                        "initialised as the mean of their sub-tokens (SPACES's user_dict_2)")
+    max_source_length: int = Field(default=512, ge=8)
+    max_target_length: int = Field(default=256, ge=8)
+
+
+class GenerateTrainConfig(Section):
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 42
+    sparse_top_k: int = Field(default=10, ge=1, description="k of the sparse-softmax loss (k >= vocab is plain CE)")
+    copy_weight: float = Field(default=2.0, ge=0, description="λ of the copy-label loss (SPACES: 2)")
+    source_noise: float = Field(default=0.15, ge=0, lt=1, description="share of source tokens replaced by random "
+                                "source tokens")
+    oracle_mix: float = Field(default=0.5, ge=0, le=1, description="probability of training on the oracle extract "
+                              "instead of the out-of-fold one")
+    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the saved weights are the EMA")
+    validation: float = Field(default=0.1, ge=0, lt=1, description="share of records held out to pick model-best")
+    mixed_precision: str = Field(default="no", pattern="^(no|bf16|fp16)$")
+
+
+class DecodeConfig(Section):
+    num_beams: int = Field(default=3, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    min_new_tokens: int = Field(default=0, ge=0)
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    top_k: int = Field(default=10, ge=1, description="sparse softmax at decode: only the k best logits compete")
+    copy_constraint: bool = Field(default=True, description="SPACES's copy mechanism: spans the copy head marks "
+                                  "as copied must occur verbatim in the source")
+    batch_size: int = Field(default=16, ge=1)
+
+
+class GenerateConfig(Section):
+    """Config of the generate stage (``spaces generate ...``)."""
+
+    data: DataConfig = DataConfig()
+    model: GenerateModelConfig = GenerateModelConfig()
+    train: GenerateTrainConfig = GenerateTrainConfig()
+    decode: DecodeConfig = DecodeConfig()
+
+
 class EvaluateConfig(Section):
     """Config of ``spaces evaluate``: only the record fields and the user dictionary matter there."""
 
