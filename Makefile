@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python scripts/bench_oracle.py
 	$(BIN)/python scripts/bench_rouge.py
 	$(BIN)/python scripts/bench_extract.py
+	$(BIN)/python scripts/bench_decode.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -39,14 +39,22 @@ def _unigram_tokenizer(pieces: list[tuple[str, float]], byte_fallback: bool):
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A sentencepiece unigram tokenizer trained on ``texts``, as a HF fast tokenizer."""
+    """A sentencepiece unigram tokenizer trained on ``texts``, as a HF fast tokenizer.
+
+    The vocabulary is raised where needed to hold every character of the text plus the 256 byte
+    pieces and the specials (sentencepiece refuses to train otherwise).
+    """
     import sentencepiece as spm
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
+        chars: set[str] = set()
         with open(corpus, "w", encoding="utf-8") as f:
             for text in texts:
-                f.write(text.replace("\n", " ") + "\n")
+                line = text.replace("\n", " ")
+                chars.update(line)
+                f.write(line + "\n")
+        vocab_size = max(vocab_size, len(chars) + 256 + len(SPECIALS))
         spm.SentencePieceTrainer.train(
             input=str(corpus), model_prefix=str(Path(tmp) / "spm"), model_type="unigram", vocab_size=vocab_size,
             normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
