@@ -83,6 +83,8 @@ def extract_oracle(
     output: Annotated[Path, typer.Option("--output", "-o", help="Labeled JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the "
+                                             "summary line) instead of stopping with an error.")] = False,
 ) -> None:
     """Label each document's key clauses by SPACES's greedy oracle matching against its summary.
 
@@ -94,8 +96,9 @@ def extract_oracle(
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
     start = time.perf_counter()
-    run = run_oracle(cfg, input, output, workers)
-    resumed = f" ({run.resumed} resumed)" if run.resumed else ""
+    run = run_oracle(cfg, input, output, workers, skip_empty)
+    notes = [f"{run.resumed} resumed"] * bool(run.resumed) + [f"{run.skipped} skipped as empty"] * bool(run.skipped)
+    resumed = f" ({', '.join(notes)})" if notes else ""
     typer.echo(
         f"labeled {run.labeled + run.resumed} documents{resumed} in {time.perf_counter() - start:.1f}s; "
         f"oracle extract CAIL score (word level, the extraction upper bound): {run.mean_score:.4f}",
@@ -134,6 +137,8 @@ def extract_predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Extracted JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
+    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the "
+                                             "summary line) instead of stopping with an error.")] = False,
 ) -> None:
     """Extract the key clauses of each document: `{id, sentences, scores, selected, extract}`.
 
@@ -143,8 +148,9 @@ def extract_predict(
     from spaces.extract.predict import predict_extracts
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
-    n = predict_extracts(cfg, model, input, output)
-    typer.echo(f"extracted {n} documents into {output}", err=True)
+    n, skipped = predict_extracts(cfg, model, input, output, skip_empty=skip_empty)
+    typer.echo(f"extracted {n} documents into {output}" + (f" ({skipped} skipped as empty)" if skipped else ""),
+               err=True)
 
 
 @generate_app.command("train", context_settings=WITH_OVERRIDES)
@@ -227,6 +233,50 @@ def evaluate(
         table.add_column(key, justify="right")
     table.add_row(*(f"{metrics[k]:.4f}" for k in ("main", *KEYS)))
     Console(stderr=str(output) == "-").print(table)
+
+
+@app.command(context_settings=WITH_OVERRIDES)
+def summarize(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="A judgment: plain text, or one JSON record (CAIL2020 shape); "
+                                        "'-' or nothing reads stdin.")] = "-",
+    config: ConfigOpt = None,
+    extractor: Annotated[Optional[Path], typer.Option(help="Extractor dir (overrides the config's).")] = None,
+    generator: Annotated[Optional[Path], typer.Option(help="Generator dir (overrides the config's).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also show the picked clauses and their scores.")] = False,
+) -> None:
+    """Summarize one judgment with a trained extractor and generator; the summary goes to stdout.
+
+    The config names the model dirs (`extractor: DIR`, `generator: DIR/model-best`); without a
+    generator the extract itself is printed.
+    """
+    from spaces.config import SummarizeConfig
+    from spaces.summarize import summarize as run_summarize
+
+    cfg = load_config(SummarizeConfig, config, parse_overrides(ctx.args))
+    if extractor is not None:
+        cfg.extractor = extractor
+    if generator is not None:
+        cfg.generator = generator
+    if file == "-":
+        raw, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            raw, source = Path(file).read_text(encoding="utf-8"), file
+        except FileNotFoundError:
+            raise SpacesError("file not found", file) from None
+        except UnicodeDecodeError as e:
+            raise SpacesError(f"not valid UTF-8 (byte {e.start + 1})", file) from None
+    summary, record = run_summarize(cfg, raw, source)
+    if explain:
+        table = Table(title=f"picked {len(record['selected'])} of {len(record['sentences'])} clauses")
+        table.add_column("#", justify="right")
+        table.add_column("p", justify="right")
+        table.add_column("clause")
+        for i in record["selected"]:
+            table.add_row(str(i), f"{record['scores'][i]:.3f}", record["sentences"][i])
+        Console(stderr=True).print(table)
+    typer.echo(summary)
 
 
 def main() -> None:

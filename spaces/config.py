@@ -46,6 +46,9 @@ class ExtractModelConfig(Section):
     encode_batch_size: int = Field(default=64, ge=1)
     hidden_size: int = Field(default=384, ge=8, description="DGCNN width")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    position_features: bool = Field(default=True, description="give the tagger each clause's position from the "
+                                    "start and the end of the judgment (beyond SPACES: key clauses sit at "
+                                    "typical places)")
 
 
 class ExtractTrainConfig(Section):
@@ -111,6 +114,7 @@ class GenerateTrainConfig(Section):
                               "instead of the out-of-fold one")
     ema_decay: float = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the saved weights are the EMA")
     validation: float = Field(default=0.1, ge=0, lt=1, description="share of records held out to pick model-best")
+    eval_every: int = Field(default=1, ge=1, description="validate (decode the held-out records) every N epochs")
     mixed_precision: str = Field(default="no", pattern="^(no|bf16|fp16)$")
 
 
@@ -132,6 +136,16 @@ class GenerateConfig(Section):
     data: DataConfig = DataConfig()
     model: GenerateModelConfig = GenerateModelConfig()
     train: GenerateTrainConfig = GenerateTrainConfig()
+    decode: DecodeConfig = DecodeConfig()
+
+
+class SummarizeConfig(Section):
+    """Config of ``spaces summarize``: trained model dirs and how to decode."""
+
+    data: DataConfig = DataConfig()
+    extractor: Path | None = Field(default=None, description="extractor dir from 'spaces extract train'")
+    generator: Path | None = Field(default=None, description="generator dir (e.g. .../model-best); without one "
+                                   "the extract is the summary")
     decode: DecodeConfig = DecodeConfig()
 
 

@@ -79,7 +79,7 @@ def _record_id(obj: dict[str, Any], field: str, where: str) -> str:
     return value
 
 
-def _document_text(value: Any, field: str, where: str) -> str:
+def document_text(value: Any, field: str, where: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -112,7 +112,7 @@ def read_documents(
         if need_text:
             if data.text_field not in obj:
                 raise SpacesError(f"missing text field {data.text_field!r}", where)
-            text = _document_text(obj[data.text_field], data.text_field, where)
+            text = document_text(obj[data.text_field], data.text_field, where)
         summary = obj.get(data.summary_field)
         if summary is None and need_summary:
             raise SpacesError(f"missing summary field {data.summary_field!r}", where)

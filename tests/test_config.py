@@ -17,11 +17,17 @@ def test_yaml_then_overrides(tmp_path):
     assert (cfg.data.text_field, cfg.data.max_clauses, cfg.data.id_field) == ("source", 12, "doc")
 
 
-def test_shipped_configs_load():
+@pytest.mark.parametrize("pattern, schema", [("extract.yaml", "ExtractConfig"), ("generate.yaml", "GenerateConfig"),
+                                             ("summarize.yaml", "SummarizeConfig")])
+def test_shipped_configs_load(pattern, schema):
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parent.parent.glob("configs/*.yaml")):
-        load_config(ExtractConfig, path)
+    import spaces.config
+
+    paths = sorted(Path(__file__).parent.parent.glob(f"configs/**/{pattern}"))
+    assert paths
+    for path in paths:
+        load_config(getattr(spaces.config, schema), path)
 
 
 @pytest.mark.parametrize("text, where, message", [

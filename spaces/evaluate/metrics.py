@@ -42,21 +42,24 @@ def evaluate(predictions: Path | str, references: Path | str, data: DataConfig, 
     preds = read_predictions(predictions, data, prediction_field)
     totals = dict.fromkeys(KEYS, 0.0)
     n = 0
-    per_doc = JsonlWriter(per_document) if per_document else None
+    earlier: dict[str, dict] = {}  # scores a killed run already wrote to the per-document file
+    per_doc = JsonlWriter(per_document, on_resumed=lambda r: earlier.__setitem__(r["id"], r)) if per_document else None
     with per_doc or nullcontext():
         docs = read_documents(references, data, need_text=False, need_summary=True)
         for ref in progress(docs, count_lines(references), desc="evaluate"):
             if ref.id not in preds:
                 raise SpacesError(f"no prediction for id {ref.id!r} in {display_name(predictions)}", ref.where)
             hyp, _ = preds.pop(ref.id)
-            scores = rouge(Profile.of(tokenize(hyp, unit, data.user_dict)),
-                           Profile.of(tokenize(ref.summary, unit, data.user_dict)))
+            scores = earlier.pop(ref.id, None)
+            if scores is None:
+                scores = rouge(Profile.of(tokenize(hyp, unit, data.user_dict)),
+                               Profile.of(tokenize(ref.summary, unit, data.user_dict)))
+                scores["main"] = cail_score(scores)
+                if per_doc:
+                    per_doc.write({"id": ref.id, **scores})
             for key in KEYS:
                 totals[key] += scores[key]
-            scores["main"] = cail_score(scores)
             n += 1
-            if per_doc and ref.id not in per_doc.done:
-                per_doc.write({"id": ref.id, **scores})
         if preds:
             extra = list(preds)
             raise SpacesError(f"{len(extra)} prediction(s) have no reference in {display_name(references)}: "

@@ -72,19 +72,33 @@ def label_document(doc: Document, data: DataConfig) -> dict:
 class OracleRun:
     labeled: int  # labelled by this run
     resumed: int  # found complete in a previous run's partial output
+    skipped: int  # empty documents or summaries left out (only with skip_empty)
     mean_score: float  # word-level CAIL score of the oracle extracts, over all records of the output
 
 
-def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, workers: int | None = None) -> OracleRun:
-    """``spaces extract oracle``: label every document of ``input`` into ``output``."""
+def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, workers: int | None = None,
+               skip_empty: bool = False) -> OracleRun:
+    """``spaces extract oracle``: label every document of ``input`` into ``output``.
+
+    An empty document or summary is an error, or with ``skip_empty`` left out and counted.
+    """
     workers = workers or available_cores()
     if workers < 1:
         raise SpacesError("--workers must be at least 1")
     words("", config.data.user_dict)  # load jieba once here: forked workers inherit it
     scores: list[float] = []
+    skipped = 0
+
+    def wanted(doc: Document) -> bool:
+        nonlocal skipped
+        if skip_empty and not (doc.text.strip() and doc.summary.strip()):
+            skipped += 1
+            return False
+        return doc.id not in out.done
+
     with JsonlWriter(output, on_resumed=lambda r: scores.append(r["score"])) as out:
         resumed = len(scores)
-        docs = (d for d in read_documents(input, config.data, need_summary=True) if d.id not in out.done)
+        docs = filter(wanted, read_documents(input, config.data, need_summary=True))
         label = partial(label_document, data=config.data)
         total = count_lines(input)
         with progress(None, total=total and total - resumed, desc="oracle") as bar, \
@@ -94,4 +108,4 @@ def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, wor
                     out.write(record)
                     scores.append(record["score"])
                     bar.update()
-    return OracleRun(len(scores) - resumed, resumed, sum(scores) / len(scores) if scores else 0.0)
+    return OracleRun(len(scores) - resumed, resumed, skipped, sum(scores) / len(scores) if scores else 0.0)

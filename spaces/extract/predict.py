@@ -7,9 +7,9 @@ from pathlib import Path
 from spaces.config import ExtractConfig
 from spaces.errors import SpacesError
 from spaces.extract.encoders import SentenceEncoder
-from spaces.extract.tagger import Extractor, clause_probs, select
+from spaces.extract.tagger import Extractor, clause_probs, select, tagger_input
 from spaces.progress import batched, count_lines, progress
-from spaces.records import JsonlWriter, read_documents
+from spaces.records import Document, JsonlWriter, read_documents
 from spaces.text import split_clauses
 
 
@@ -33,29 +33,44 @@ def load_encoder(extractor: Extractor, config: ExtractConfig) -> SentenceEncoder
     return encoder
 
 
+def extract_documents(extractor: Extractor, encoder: SentenceEncoder, docs: list[Document],
+                      max_clauses: int) -> list[dict]:
+    """Extracted records for a batch of documents (clauses encoded together, the folds averaged)."""
+    clauses = []
+    for doc in docs:
+        clauses.append(split_clauses(doc.text, max_clauses))
+        if not clauses[-1]:
+            raise SpacesError("the document has no text", doc.where)
+    flat = encoder.encode([c for cs in clauses for c in cs])
+    vectors, offset = [], 0
+    for cs in clauses:
+        vectors.append(tagger_input(flat[offset: offset + len(cs)], extractor.config.model.position_features))
+        offset += len(cs)
+    return [extract_record(doc.id, cs, probs, extractor, doc.summary)
+            for doc, cs, probs in zip(docs, clauses, clause_probs(extractor.models, vectors))]
+
+
 def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, output: Path | str,
-                     batch_size: int = 32) -> int:
-    """Write one extracted record per input document; returns how many were written by this run."""
+                     batch_size: int = 32, skip_empty: bool = False) -> tuple[int, int]:
+    """Write one extracted record per input document; returns (written by this run, empty ones skipped)."""
     extractor = Extractor(model_dir)
     encoder = load_encoder(extractor, config)
-    written = 0
+    written = skipped = 0
+
+    def wanted(doc: Document) -> bool:
+        nonlocal skipped
+        if skip_empty and not doc.text.strip():
+            skipped += 1
+            return False
+        return doc.id not in out.done
+
     with JsonlWriter(output) as out:
-        docs = (d for d in read_documents(input, config.data) if d.id not in out.done)
+        docs = filter(wanted, read_documents(input, config.data))
         total = count_lines(input)
         with progress(None, total and total - len(out.done), "extract") as bar:
             for batch in batched(docs, batch_size):
-                clauses = []
-                for doc in batch:
-                    clauses.append(split_clauses(doc.text, config.data.max_clauses))
-                    if not clauses[-1]:
-                        raise SpacesError("the document has no text", doc.where)
-                flat = encoder.encode([c for cs in clauses for c in cs])
-                vectors, offset = [], 0
-                for cs in clauses:
-                    vectors.append(flat[offset: offset + len(cs)])
-                    offset += len(cs)
-                for doc, cs, probs in zip(batch, clauses, clause_probs(extractor.models, vectors)):
-                    out.write(extract_record(doc.id, cs, probs, extractor, doc.summary))
+                for record in extract_documents(extractor, encoder, batch, config.data.max_clauses):
+                    out.write(record)
                     written += 1
                     bar.update()
-    return written
+    return written, skipped

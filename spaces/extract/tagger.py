@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from spaces.config import ExtractConfig, SelectConfig, load_config
@@ -15,6 +16,22 @@ from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN
 
 CARD = "card.json"
+
+
+POSITION_FEATURES = 4
+
+
+def with_positions(vectors: np.ndarray) -> np.ndarray:
+    """Append [i/(n-1), 1 - i/(n-1), 1/(1+i), 1/(n-i)] to each of a document's n clause vectors."""
+    n = len(vectors)
+    i = np.arange(n, dtype=np.float32)
+    rel = i / max(n - 1, 1)
+    feats = np.stack([rel, 1 - rel, 1 / (1 + i), 1 / (n - i)], axis=1).astype(np.float32)
+    return np.concatenate([vectors, feats], axis=1)
+
+
+def tagger_input(vectors: np.ndarray, position_features: bool) -> np.ndarray:
+    return with_positions(vectors) if position_features else vectors
 
 
 def pad_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
@@ -69,11 +86,13 @@ class Extractor:
         try:
             self.card = json.loads(card.read_text(encoding="utf-8"))
             self.config = load_config(ExtractConfig, model_dir / "config.yaml")
+            self.input_size = self.card["encoder"]["dim"] + (
+                POSITION_FEATURES if self.config.model.position_features else 0)
             self.models = []
             for k in range(self.card["folds"]):
-                model = DGCNN(self.card["encoder"]["dim"], self.config.model.hidden_size, self.config.model.dropout)
+                model = DGCNN(self.input_size, self.config.model.hidden_size, self.config.model.dropout)
                 model.load_state_dict(load_file(str(model_dir / f"fold-{k}.safetensors")))
                 self.models.append(model.eval())
-        except (ValueError, KeyError, OSError, RuntimeError) as e:
+        except (ValueError, KeyError, OSError, RuntimeError, SafetensorError) as e:
             raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
         self.select = SelectConfig(**{**self.config.select.model_dump(), "threshold": self.card["threshold"]})

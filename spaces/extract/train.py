@@ -23,7 +23,7 @@ from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
-from spaces.extract.tagger import CARD, clause_probs, pad_batch, save_fold, select
+from spaces.extract.tagger import CARD, clause_probs, pad_batch, save_fold, select, tagger_input
 from spaces.progress import progress
 from spaces.records import JsonlWriter, display_name, read_documents, read_jsonl
 from spaces.rouge import score_texts
@@ -115,7 +115,7 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
         flat = encoder.encode(all_clauses, bar)
     vectors, offset = [], 0
     for ex in examples:
-        vectors.append(flat[offset: offset + len(ex.clauses)])
+        vectors.append(tagger_input(flat[offset: offset + len(ex.clauses)], config.model.position_features))
         offset += len(ex.clauses)
 
     rng = np.random.default_rng(t.seed)
@@ -129,7 +129,7 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             torch.manual_seed(t.seed + k)
             train_idx = [i for i in range(len(examples)) if fold_of[i] != k]
             val_idx = [i for i in range(len(examples)) if fold_of[i] == k]
-            model = DGCNN(encoder.dim, config.model.hidden_size, config.model.dropout)
+            model = DGCNN(vectors[0].shape[1], config.model.hidden_size, config.model.dropout)
             optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
             best = (-1.0, 0, None)
             for epoch in range(t.epochs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,10 @@ class Pair:
     summary: str | None
 
 
-def read_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> list[Pair]:
-    """Extracted records (``extract`` [+ ``oracle_extract``] [+ summary]) in file order; ids unique."""
-    pairs, seen = [], {}
+def iter_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> Iterator[Pair]:
+    """Stream extracted records (``extract`` [+ ``oracle_extract``] [+ summary]); ids unique."""
+    seen: dict[str, int] = {}
+    count = 0
     name = display_name(path)
     for number, obj in read_jsonl(path):
         where = f"{name}:{number}"
@@ -36,15 +38,20 @@ def read_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> 
         seen[doc_id] = number
         extract = obj.get("extract")
         if not isinstance(extract, str):
-            raise SpacesError("an extracted record needs a string 'extract' (from 'spaces extract predict')", where)
+            raise SpacesError("'extract' must be a string (extracted records come from 'spaces extract predict')",
+                              where)
         oracle = obj.get("oracle_extract")
         summary = obj.get(config.data.summary_field)
         if need_summary and not isinstance(summary, str):
             raise SpacesError(f"missing summary field {config.data.summary_field!r} to train on", where)
-        pairs.append(Pair(doc_id, extract, oracle if isinstance(oracle, str) else None, summary))
-    if not pairs:
+        count += 1
+        yield Pair(doc_id, extract, oracle if isinstance(oracle, str) else None, summary)
+    if not count:
         raise SpacesError("no records", name)
-    return pairs
+
+
+def read_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> list[Pair]:
+    return list(iter_pairs(path, config, need_summary))
 
 
 @dataclass

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -65,7 +66,7 @@ class CopyGenerator(nn.Module):
                 tokenizer = AutoTokenizer.from_pretrained(path)
             model = cls(seq2seq, tokenizer)
             model.copy_head.load_state_dict(load_file(str(Path(path) / COPY_HEAD)))
-        except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RuntimeError, json.JSONDecodeError, SafetensorError) as e:
             raise SpacesError(f"corrupt generator model dir: {str(e).splitlines()[0]}", str(path)) from None
         return model.eval()
 
@@ -93,6 +94,10 @@ def build_generator(config: GenerateModelConfig, texts: list[str]) -> CopyGenera
             dropout_rate=0.1, feed_forward_proj="gated-gelu", tie_word_embeddings=True,
             pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
         ))
+        # transformers 5 ties MT5's LM head to the embeddings without T5's d_model^-0.5 rescaling, so
+        # embeddings drawn at T5's std 1.0 start with logits in the tens; draw them at d_model^-0.5.
+        with torch.no_grad():
+            seq2seq.shared.weight.normal_(0.0, config.d_model ** -0.5)
     if config.compound_words:
         path = Path(config.compound_words)
         if not path.is_file():

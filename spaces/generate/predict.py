@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from spaces.config import GenerateConfig
-from spaces.generate.data import encode, pad_sources, read_pairs
+from spaces.generate.data import encode, iter_pairs, pad_sources
 from spaces.generate.decoding import beam_search
-from spaces.progress import batched, progress
+from spaces.progress import batched, count_lines, progress
 from spaces.records import JsonlWriter
 
 
@@ -32,11 +32,11 @@ def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str
     model = CopyGenerator.load(model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
-    pairs = read_pairs(input, config, need_summary=False)
     written = 0
     with JsonlWriter(output) as out:
-        todo = [p for p in pairs if p.id not in out.done]
-        with progress(None, len(todo), "generate") as bar:
+        todo = (p for p in iter_pairs(input, config, need_summary=False) if p.id not in out.done)
+        total = count_lines(input)
+        with progress(None, total and total - len(out.done), "generate") as bar:
             for chunk in batched(todo, config.decode.batch_size):
                 for p, summary in zip(chunk, summarize_batch(model, [p.extract for p in chunk], config)):
                     out.write({"id": p.id, "summary": summary})

@@ -115,12 +115,13 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             averaged = ema.module.eval()
-            score = validate(averaged, val_pairs, config)
+            evaluate = (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
+            score = validate(averaged, val_pairs, config) if evaluate else None
             state["epoch"] = epoch + 1
             state["history"].append({"epoch": epoch + 1, "loss": total / steps_per_epoch, "val_score": score})
             if accelerator.is_main_process:
                 averaged.save(output_dir / "model-last")
-                if state["best"] is None or score > state["best"]["val_score"]:
+                if score is not None and (state["best"] is None or score > state["best"]["val_score"]):
                     state["best"] = {"epoch": epoch + 1, "val_score": score}
                     tmp = output_dir / "model-best.partial"
                     shutil.rmtree(tmp, ignore_errors=True)
