@@ -58,7 +58,11 @@ def test_summarize_without_generator_prints_the_extract(trained, tmp_path):
     result = runner.invoke(app, ["summarize", "--extractor", str(root / "extractor"), "-"],
                            input=json.dumps(record, ensure_ascii=False))
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() and result.stdout.strip() in document_text(record).replace("\n", "")
+    docs, extracted = tmp_path / "docs.jsonl", tmp_path / "extracted.jsonl"
+    docs.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["extract", "predict", "-m", str(root / "extractor"), "-i", str(docs),
+                               "-o", str(extracted)]).exit_code == 0
+    assert result.stdout.strip() == read_jsonl(extracted)[0]["extract"]
 
 
 @pytest.mark.parametrize("stdin, message", [("", "no judgment text"), ('{"id": "x", "text": ', "not valid"),
