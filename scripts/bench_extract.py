@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from spaces.extract.dgcnn import DGCNN  # noqa: E402
 from spaces.extract.encoders import SentenceEncoder  # noqa: E402
-from spaces.extract.tagger import clause_probs  # noqa: E402
+from spaces.extract.tagger import clause_probs, per_document  # noqa: E402
 from spaces.text import split_clauses  # noqa: E402
 
 
@@ -42,11 +42,8 @@ def main() -> int:
     start = time.perf_counter()
     flat = encoder.encode(clauses)
     enc_s = time.perf_counter() - start
-    vectors, offset = [], 0
-    for d in docs:
-        vectors.append(flat[offset: offset + len(d)])
-        offset += len(d)
-    models = [DGCNN(encoder.dim).eval() for _ in range(args.folds)]
+    vectors = per_document(flat, docs, position_features=True)
+    models = [DGCNN(vectors[0].shape[1]).eval() for _ in range(args.folds)]
     clause_probs(models, vectors[:2])
     start = time.perf_counter()
     clause_probs(models, vectors)

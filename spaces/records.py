@@ -168,6 +168,10 @@ class JsonlWriter:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
 
+    def mine(self, index: int) -> bool:
+        """Every record is this writer's (a sharded writer takes only its rank's share)."""
+        return True
+
     def __enter__(self) -> JsonlWriter:
         return self
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -17,6 +17,7 @@ from spaces.generate.sparse_softmax import sparse_log_softmax, sparse_softmax_cr
 from spaces.generate.train import _loss
 from spaces.generate.vocab import add_compound_words, prune_vocab, train_tokenizer
 from tests.conftest import JUDGMENTS, document_text, read_jsonl
+from tests.test_rouge import lcs_dp
 
 runner = CliRunner()
 
@@ -83,28 +84,21 @@ def test_copy_labels_by_hand():
     assert copy_labels([], [1]) == [0] and copy_labels([1], []) == []
 
 
-def lcs_length(a, b):
-    row = [0] * (len(b) + 1)
-    for x in a:
-        diag = 0
-        for j, y in enumerate(b, 1):
-            diag, row[j] = row[j], diag + 1 if x == y else max(row[j], row[j - 1])
-    return row[-1]
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 4), max_size=25), st.lists(st.integers(0, 4), max_size=25))
 def test_alignment_is_a_longest_common_subsequence(source, target):
     pairs = lcs_alignment(source, target)
-    assert len(pairs) == lcs_length(source, target)
+    assert len(pairs) == lcs_dp(source, target)
     assert all(source[s] == target[t] for s, t in pairs)
     assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(pairs, pairs[1:]))
 
 
 # ---- vocabulary -------------------------------------------------------------------------------------
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(min_size=1, max_size=40))
+@example(" ")
+@example("  原告 ，被告\n")
 def test_tokenizer_round_trips_any_text(tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == text

@@ -7,9 +7,10 @@ from pathlib import Path
 from spaces.config import ExtractConfig
 from spaces.errors import SpacesError
 from spaces.extract.encoders import SentenceEncoder
-from spaces.extract.tagger import Extractor, clause_probs, select, tagger_input
+from spaces.extract.tagger import Extractor, clause_probs, per_document, select
 from spaces.progress import batched, count_lines, progress
-from spaces.records import Document, JsonlWriter, read_documents
+from spaces.distributed import device, open_output
+from spaces.records import Document, read_documents
 from spaces.text import split_clauses
 
 
@@ -26,7 +27,7 @@ def load_encoder(extractor: Extractor, config: ExtractConfig) -> SentenceEncoder
     """The encoder the extractor was trained with; a different one would feed it foreign vectors."""
     trained = extractor.card["encoder"]
     encoder = SentenceEncoder(trained["name_or_path"], extractor.config.model.max_length,
-                              config.model.encode_batch_size)
+                              config.model.encode_batch_size, device=str(device()))
     if encoder.identity != trained["identity"]:
         raise SpacesError(f"encoder {trained['name_or_path']!r} is not the one this extractor was trained with "
                           f"(identity {encoder.identity} != {trained['identity']})")
@@ -42,10 +43,7 @@ def extract_documents(extractor: Extractor, encoder: SentenceEncoder, docs: list
         if not clauses[-1]:
             raise SpacesError("the document has no text", doc.where)
     flat = encoder.encode([c for cs in clauses for c in cs])
-    vectors, offset = [], 0
-    for cs in clauses:
-        vectors.append(tagger_input(flat[offset: offset + len(cs)], extractor.config.model.position_features))
-        offset += len(cs)
+    vectors = per_document(flat, clauses, extractor.config.model.position_features)
     return [extract_record(doc.id, cs, probs, extractor, doc.summary)
             for doc, cs, probs in zip(docs, clauses, clause_probs(extractor.models, vectors))]
 
@@ -54,6 +52,8 @@ def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, 
                      batch_size: int = 32, skip_empty: bool = False) -> tuple[int, int]:
     """Write one extracted record per input document; returns (written by this run, empty ones skipped)."""
     extractor = Extractor(model_dir)
+    for model in extractor.models:
+        model.to(device())
     encoder = load_encoder(extractor, config)
     written = skipped = 0
 
@@ -64,8 +64,9 @@ def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, 
             return False
         return doc.id not in out.done
 
-    with JsonlWriter(output) as out:
-        docs = filter(wanted, read_documents(input, config.data))
+    order = lambda: (d.id for d in read_documents(input, config.data, need_text=False))  # noqa: E731
+    with open_output(output, order) as out:
+        docs = (d for i, d in enumerate(filter(wanted, read_documents(input, config.data))) if out.mine(i))
         total = count_lines(input)
         with progress(None, total and total - len(out.done), "extract") as bar:
             for batch in batched(docs, batch_size):

@@ -30,8 +30,14 @@ def with_positions(vectors: np.ndarray) -> np.ndarray:
     return np.concatenate([vectors, feats], axis=1)
 
 
-def tagger_input(vectors: np.ndarray, position_features: bool) -> np.ndarray:
-    return with_positions(vectors) if position_features else vectors
+def per_document(flat: np.ndarray, clauses: Sequence[Sequence[str]], position_features: bool) -> list[np.ndarray]:
+    """Cut the vectors of all documents' clauses (encoded together) back into one tagger input per document."""
+    out, offset = [], 0
+    for cs in clauses:
+        vectors = flat[offset: offset + len(cs)]
+        out.append(with_positions(vectors) if position_features else vectors)
+        offset += len(cs)
+    return out
 
 
 def pad_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
@@ -55,10 +61,12 @@ def clause_probs(models: Sequence[DGCNN], vectors: Sequence[np.ndarray], batch_s
     out: list[np.ndarray] = []
     for model in models:
         model.eval()
+    device = next(models[0].parameters()).device
     for start in range(0, len(vectors), batch_size):
         chunk = vectors[start:start + batch_size]
         x, mask, _ = pad_batch(chunk)
-        probs = torch.stack([m(x, mask) for m in models]).mean(0).numpy()
+        x, mask = x.to(device), mask.to(device)
+        probs = torch.stack([m(x, mask) for m in models]).mean(0).float().cpu().numpy()
         out.extend(probs[b, : len(v)] for b, v in enumerate(chunk))
     return out
 

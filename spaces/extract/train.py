@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 import spaces
 from spaces.config import ExtractConfig, dump_config
@@ -23,7 +24,7 @@ from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
-from spaces.extract.tagger import CARD, clause_probs, pad_batch, save_fold, select, tagger_input
+from spaces.extract.tagger import CARD, clause_probs, pad_batch, per_document, save_fold, select
 from spaces.progress import progress
 from spaces.records import JsonlWriter, display_name, read_documents, read_jsonl
 from spaces.rouge import score_texts
@@ -109,14 +110,14 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
         raise SpacesError(f"{len(examples)} records cannot make {t.folds} folds (set --train.folds lower)",
                           display_name(input))
     output_dir.mkdir(parents=True, exist_ok=True)
-    encoder = SentenceEncoder(config.model.name_or_path, config.model.max_length, config.model.encode_batch_size)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, size = accelerator.process_index, accelerator.num_processes
+    encoder = SentenceEncoder(config.model.name_or_path, config.model.max_length, config.model.encode_batch_size,
+                              device=str(accelerator.device))
     all_clauses = [c for ex in examples for c in ex.clauses]
-    with progress(None, len(all_clauses), "encode clauses", unit="clause") as bar:
-        flat = encoder.encode(all_clauses, bar)
-    vectors, offset = [], 0
-    for ex in examples:
-        vectors.append(tagger_input(flat[offset: offset + len(ex.clauses)], config.model.position_features))
-        offset += len(ex.clauses)
+    with accelerator.main_process_first(), progress(None, len(all_clauses), "encode clauses", unit="clause") as bar:
+        flat = encoder.encode(all_clauses, bar)  # the main process fills the vector cache, the others read it
+    vectors = per_document(flat, [ex.clauses for ex in examples], config.model.position_features)
 
     rng = np.random.default_rng(t.seed)
     fold_of = np.empty(len(examples), dtype=int)
@@ -131,16 +132,22 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             val_idx = [i for i in range(len(examples)) if fold_of[i] == k]
             model = DGCNN(vectors[0].shape[1], config.model.hidden_size, config.model.dropout)
             optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
+            wrapped, optimizer = accelerator.prepare(model, optimizer)
             best = (-1.0, 0, None)
             for epoch in range(t.epochs):
                 model.train()
                 order = rng.permutation(train_idx)
                 for s in range(0, len(order), t.batch_size):
                     batch = order[s: s + t.batch_size]
-                    x, mask, y = pad_batch([vectors[i] for i in batch], [examples[i].labels for i in batch])
-                    loss = masked_bce(model(x, mask), y, mask)
+                    local = list(batch[rank::size]) or [batch[0]]  # every rank must step: a spare one weighs 0
+                    share = sum(len(vectors[i]) for i in batch[rank::size])
+                    x, mask, y = (v.to(accelerator.device) for v in
+                                  pad_batch([vectors[i] for i in local], [examples[i].labels for i in local]))
+                    # weighted so that DDP's mean over ranks is the mean over all clauses of the batch
+                    weight = size * share / sum(len(vectors[i]) for i in batch)
+                    loss = masked_bce(wrapped(x, mask), y, mask) * weight
                     optimizer.zero_grad()
-                    loss.backward()
+                    accelerator.backward(loss)
                     optimizer.step()
                 probs = clause_probs([model], [vectors[i] for i in val_idx])
                 score = scorer.mean(val_idx, probs, sel.threshold, sel.fallback_top_k)
@@ -148,7 +155,8 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
                     best = (score, epoch + 1, {n: p.detach().clone() for n, p in model.state_dict().items()})
                 bar.update()
             model.load_state_dict(best[2])
-            save_fold(model, output_dir / f"fold-{k}.safetensors")
+            if accelerator.is_main_process:
+                save_fold(model, output_dir / f"fold-{k}.safetensors")
             for i, p in zip(val_idx, clause_probs([model], [vectors[i] for i in val_idx])):
                 oof[i] = p
             folds.append({"fold": k, "records": len(val_idx), "best_epoch": best[1], "val_score": best[0]})
@@ -161,13 +169,6 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             sweep[float(th)] = scorer.mean(all_idx, oof, float(th), sel.fallback_top_k)
         threshold = max(sweep, key=lambda th: (sweep[th], th == sel.threshold))
     oof_score = scorer.mean(all_idx, oof, threshold, sel.fallback_top_k)
-    with JsonlWriter(output_dir / "oof.jsonl") as out:
-        for ex, probs in zip(examples, oof):
-            chosen = select(probs, threshold, sel.fallback_top_k)
-            out.write({"id": ex.id, "sentences": ex.clauses, "scores": [round(float(p), 6) for p in probs],
-                       "selected": chosen, "extract": "".join(ex.clauses[j] for j in chosen),
-                       "summary": ex.summary, "labels": ex.labels,
-                       "oracle_extract": "".join(ex.clauses[j] for j in ex.labels)})
     card = {
         "kind": "spaces-extractor",
         "data": {"file": display_name(input), "sha256": file_sha256(input) if str(input) != "-" else None,
@@ -181,6 +182,15 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
         "seconds": round(time.perf_counter() - start_time, 1),
         "versions": {"spaces": spaces.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
-    dump_config(config, output_dir / "config.yaml")
-    (output_dir / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if accelerator.is_main_process:
+        with JsonlWriter(output_dir / "oof.jsonl") as out:
+            for ex, probs in zip(examples, oof):
+                chosen = select(probs, threshold, sel.fallback_top_k)
+                out.write({"id": ex.id, "sentences": ex.clauses, "scores": [round(float(p), 6) for p in probs],
+                           "selected": chosen, "extract": "".join(ex.clauses[j] for j in chosen),
+                           "summary": ex.summary, "labels": ex.labels,
+                           "oracle_extract": "".join(ex.clauses[j] for j in ex.labels)})
+        dump_config(config, output_dir / "config.yaml")
+        (output_dir / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    accelerator.wait_for_everyone()
     return card

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from spaces.config import GenerateConfig
 from spaces.generate.data import encode, iter_pairs, pad_sources
 from spaces.generate.decoding import beam_search
 from spaces.progress import batched, count_lines, progress
-from spaces.records import JsonlWriter
+from spaces.distributed import device, open_output
 
 
 def summarize_batch(model, extracts: list[str], config: GenerateConfig) -> list[str]:
@@ -29,12 +27,12 @@ def summarize_batch(model, extracts: list[str], config: GenerateConfig) -> list[
 def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str, output: Path | str) -> int:
     from spaces.generate.model import CopyGenerator
 
-    model = CopyGenerator.load(model_dir)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = CopyGenerator.load(model_dir).to(device())
     written = 0
-    with JsonlWriter(output) as out:
+    order = lambda: (p.id for p in iter_pairs(input, config, need_summary=False))  # noqa: E731
+    with open_output(output, order) as out:
         todo = (p for p in iter_pairs(input, config, need_summary=False) if p.id not in out.done)
+        todo = (p for i, p in enumerate(todo) if out.mine(i))
         total = count_lines(input)
         with progress(None, total and total - len(out.done), "generate") as bar:
             for chunk in batched(todo, config.decode.batch_size):

@@ -31,9 +31,10 @@ CARD = "card.json"
 STATE = "trainer_state.json"
 
 
-def _loss(model, batch, config: GenerateConfig):
+def _loss(model, batch, config: GenerateConfig, decoder_input_ids=None):
     ids, mask, labels, copy = batch
-    decoder_input_ids = model.shift_right(labels)
+    if decoder_input_ids is None:
+        decoder_input_ids = model.shift_right(labels)
     lm_logits, copy_logits, _ = model(ids, mask, decoder_input_ids=decoder_input_ids)
     target_mask = labels != -100
     targets = labels.clamp(min=0)
@@ -43,14 +44,18 @@ def _loss(model, batch, config: GenerateConfig):
     return lm + config.train.copy_weight * cp
 
 
-def validate(model: CopyGenerator, pairs, config: GenerateConfig) -> float:
+def validate(model: CopyGenerator, pairs, config: GenerateConfig, rank: int = 0, size: int = 1) -> float:
+    """Mean CAIL score of the decoded held-out records; each process decodes its share, then all gather."""
+    from accelerate.utils import gather_object
+
     if not pairs:
         return 0.0
-    scores = []
-    for start in range(0, len(pairs), config.decode.batch_size):
-        chunk = pairs[start:start + config.decode.batch_size]
+    mine, scores = pairs[rank::size], []
+    for start in range(0, len(mine), config.decode.batch_size):
+        chunk = mine[start:start + config.decode.batch_size]
         for p, summary in zip(chunk, summarize_batch(model, [p.extract for p in chunk], config)):
             scores.append(score_texts(summary, p.summary, "word", config.data.user_dict)["main"])
+    scores = gather_object(scores) if size > 1 else scores
     return sum(scores) / len(scores)
 
 
@@ -89,7 +94,9 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
                               mixed_precision=t.mixed_precision, cpu=not torch.cuda.is_available())
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    ema = AveragedModel(accelerator.unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
+    unwrapped = accelerator.unwrap_model(model)
+    rank, size = accelerator.process_index, accelerator.num_processes
+    ema = AveragedModel(unwrapped, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
     accelerator.register_for_checkpointing(ema)
     if resuming:
         accelerator.load_state(str(checkpoint))
@@ -103,20 +110,25 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
             for s in range(0, len(perm), t.batch_size):
                 batch = collate([examples[i] for i in perm[s:s + t.batch_size]], rng, t.oracle_mix,
                                 t.source_noise, tokenizer.pad_token_id)
-                batch = [x.to(accelerator.device) for x in batch]
+                # every process sampled the same batch; each trains on its rows, weighted by its share of
+                # the target tokens so that DDP's mean over processes is the mean over the whole batch
+                rows = list(range(rank, len(batch[0]), size))
+                tokens = (batch[2] != -100).sum(1)
+                weight = size * tokens[rows].sum().item() / tokens.sum().item()
+                batch = [x[rows or [0]].to(accelerator.device) for x in batch]
                 with accelerator.accumulate(model):
-                    loss = _loss(model, batch, config)
+                    loss = _loss(model, batch, config, unwrapped.shift_right(batch[2])) * weight
                     accelerator.backward(loss)
                     optimizer.step()
                     optimizer.zero_grad()
                 if accelerator.sync_gradients:
-                    ema.update_parameters(accelerator.unwrap_model(model))
+                    ema.update_parameters(unwrapped)
                 total += loss.item()
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             averaged = ema.module.eval()
             evaluate = (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs
-            score = validate(averaged, val_pairs, config) if evaluate else None
+            score = validate(averaged, val_pairs, config, rank, size) if evaluate else None
             state["epoch"] = epoch + 1
             state["history"].append({"epoch": epoch + 1, "loss": total / steps_per_epoch, "val_score": score})
             if accelerator.is_main_process:

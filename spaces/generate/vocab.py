@@ -28,9 +28,10 @@ def _unigram_tokenizer(pieces: list[tuple[str, float]], byte_fallback: bool):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     tok = Tokenizer(models.Unigram(pieces, unk_id=SPECIALS["<unk>"], byte_fallback=byte_fallback))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    # No dummy '▁' in front: then '▁' only ever stands for a real space and leading spaces round-trip.
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=False)
     tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(replacement="▁",
-                                                                                 prepend_scheme="first")])
+                                                                                 prepend_scheme="never")])
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", SPECIALS["</s>"])])
     for name, idx in SPECIALS.items():
@@ -57,7 +58,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         vocab_size = max(vocab_size, len(chars) + 256 + len(SPECIALS))
         spm.SentencePieceTrainer.train(
             input=str(corpus), model_prefix=str(Path(tmp) / "spm"), model_type="unigram", vocab_size=vocab_size,
-            normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
+            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+            byte_fallback=True,
             character_coverage=0.9995, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
             split_digits=True, num_threads=2, minloglevel=2,
         )

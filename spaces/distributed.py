@@ -1,0 +1,127 @@
+"""Many processes, one output: inference split across ranks and merged in input order.
+
+Launched by ``accelerate launch`` or ``torchrun`` (they set RANK / WORLD_SIZE / LOCAL_RANK), each process
+takes every WORLD_SIZE-th record still to do and writes it to its own ``OUTPUT.partial.RANK``, flushed
+record by record. When all are done the main process merges every partial file into OUTPUT in input
+order and removes them. A killed run leaves those files behind; the rerun (with any number of
+processes) counts the records in all of them as done. One process behaves exactly like ``JsonlWriter``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from spaces.errors import SpacesError
+from spaces.records import STDIO, JsonlWriter
+
+_state = None
+
+
+def world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process; (0, 1, 0) when not launched distributed."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def state():
+    """accelerate's PartialState, on gloo when there is no GPU (accelerate's own CPU path wants MPI)."""
+    global _state
+    if _state is None:
+        import torch
+        from accelerate import PartialState
+
+        _state = PartialState(cpu=not torch.cuda.is_available())
+    return _state
+
+
+def device():
+    """This process's device: its own GPU when there are GPUs, else the CPU."""
+    import torch
+
+    return torch.device(f"cuda:{world()[2]}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _complete_lines(path: Path) -> Iterable[tuple[str, int, int]]:
+    """(id, offset, length) of every complete record line in a partial file."""
+    offset = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                yield str(json.loads(raw)["id"]), offset, len(raw)
+            except (ValueError, KeyError, TypeError):
+                break
+            offset += len(raw)
+
+
+class ShardedJsonlWriter:
+    """This rank's share of a distributed run; see the module docstring."""
+
+    def __init__(self, path: Path | str, rank: int, size: int, order: Callable[[], Iterable[str]]):
+        self.path, self.rank, self.size, self.order = Path(path), rank, size, order
+        self.merged = self.path.with_name(self.path.name + ".partial")
+        self.done: set[str] = set()
+        for part in self._parts():
+            self.done.update(i for i, _, _ in _complete_lines(part))
+        state().wait_for_everyone()  # everyone has read what is done before anyone appends
+        own = self.path.with_name(f"{self.path.name}.partial.{rank}")
+        if own.exists():
+            keep = sum(length for _, _, length in _complete_lines(own))
+            os.truncate(own, keep)
+        self._file = open(own, "a", encoding="utf-8")
+
+    def _parts(self) -> list[Path]:
+        parts = sorted(self.path.parent.glob(self.path.name + ".partial.*"))
+        return ([self.merged] if self.merged.exists() else []) + parts
+
+    def mine(self, index: int) -> bool:
+        return index % self.size == self.rank
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def __enter__(self) -> ShardedJsonlWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._file.close()
+        if exc_type is not None:
+            return
+        state().wait_for_everyone()
+        if state().is_main_process:
+            self._merge()
+        state().wait_for_everyone()
+
+    def _merge(self) -> None:
+        parts = self._parts()
+        where = {i: (k, offset, length) for k, part in enumerate(parts) for i, offset, length in _complete_lines(part)}
+        handles = [open(p, "rb") for p in parts]
+        tmp = self.path.with_name(self.path.name + ".merging")
+        try:
+            with open(tmp, "wb") as out:
+                for record_id in self.order():
+                    if record_id in where:
+                        k, offset, length = where[record_id]
+                        handles[k].seek(offset)
+                        out.write(handles[k].read(length))
+        finally:
+            for h in handles:
+                h.close()
+        os.replace(tmp, self.path)
+        for part in parts:
+            part.unlink()
+
+
+def open_output(path: Path | str, order: Callable[[], Iterable[str]]) -> JsonlWriter | ShardedJsonlWriter:
+    """The writer for this process: plain when alone (or writing to stdout), sharded under a launcher."""
+    rank, size, _ = world()
+    if size == 1:
+        return JsonlWriter(path)
+    if str(path) == STDIO:
+        raise SpacesError("a run split across processes writes to a file, not to stdout")
+    return ShardedJsonlWriter(path, rank, size, order)
