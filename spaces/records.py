@@ -7,6 +7,7 @@ so a killed run never leaves a file that looks complete, and a rerun resumes fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -182,6 +183,17 @@ class JsonlWriter:
         self._file.close()
         if exc_type is None:
             os.replace(self.partial, self.path)
+
+
+def file_sha256(path: Path | str) -> str | None:
+    """The data file's hash for a model card (None for stdin)."""
+    if str(path) == STDIO:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: Path | str, obj: Any) -> None:

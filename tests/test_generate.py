@@ -254,6 +254,7 @@ def test_cli_train_predict_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     assert [h["epoch"] for h in card["history"]] == [1, 2] and card["history"][0] == first[0]
+    assert len(card["data"]["sha256"]) == 64 and {"spaces", "torch"} <= set(card["versions"])
     summaries = tmp_path / "summaries.jsonl"
     result = runner.invoke(app, ["generate", "predict", "--model", str(out / "model-best"), "-i", str(data),
                                  "-o", str(summaries)])

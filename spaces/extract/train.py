@@ -7,7 +7,6 @@ extractor really produces on documents it has not seen.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -26,7 +25,7 @@ from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
 from spaces.extract.tagger import CARD, clause_probs, pad_batch, per_document, save_fold, select
 from spaces.progress import progress
-from spaces.records import JsonlWriter, display_name, read_documents, read_jsonl
+from spaces.records import JsonlWriter, display_name, file_sha256, read_documents, read_jsonl
 from spaces.rouge import score_texts
 
 
@@ -73,14 +72,6 @@ def load_examples(path: Path | str, config: ExtractConfig) -> list[Example]:
         r = label_document(doc, config.data)
         examples.append(Example(r["id"], r["sentences"], r["labels"], r["summary"]))
     return examples
-
-
-def file_sha256(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Scorer:
@@ -171,8 +162,7 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
     oof_score = scorer.mean(all_idx, oof, threshold, sel.fallback_top_k)
     card = {
         "kind": "spaces-extractor",
-        "data": {"file": display_name(input), "sha256": file_sha256(input) if str(input) != "-" else None,
-                 "records": len(examples)},
+        "data": {"file": display_name(input), "sha256": file_sha256(input), "records": len(examples)},
         "encoder": {"name_or_path": config.model.name_or_path, "identity": encoder.identity, "dim": encoder.dim},
         "folds": t.folds,
         "fold_scores": folds,

@@ -24,7 +24,7 @@ from spaces.generate.model import CopyGenerator, build_generator
 from spaces.generate.predict import summarize_batch
 from spaces.generate.sparse_softmax import sparse_softmax_cross_entropy
 from spaces.progress import progress
-from spaces.records import display_name
+from spaces.records import display_name, file_sha256
 from spaces.rouge import score_texts
 
 CARD = "card.json"
@@ -145,8 +145,8 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
                 state_file.write_text(json.dumps(state, indent=2))
     card = {
         "kind": "spaces-generator",
-        "data": {"file": display_name(input), "records": len(pairs), "train": len(train_pairs),
-                 "validation": len(val_pairs)},
+        "data": {"file": display_name(input), "sha256": file_sha256(input), "records": len(pairs),
+                 "train": len(train_pairs), "validation": len(val_pairs)},
         "model": {"name_or_path": config.model.name_or_path, "vocab": len(tokenizer),
                   "parameters": sum(p.numel() for p in ema.module.parameters())},
         "best": state["best"],
