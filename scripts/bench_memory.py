@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ def peak_rss_mb(args: list[str]) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
-def replicate(source: Path, target: Path, n: int, field: str | None = None) -> Path:
+def replicate(source: Path, target: Path, n: int) -> Path:
     records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     with open(target, "w", encoding="utf-8") as f:
         for i in range(n):

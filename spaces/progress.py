@@ -22,9 +22,8 @@ def count_lines(path: Path | str) -> int | None:
 
 
 def progress(items: Iterable[T], total: int | None, desc: str, unit: str = "doc") -> tqdm:
-    """A progress bar on stderr; hidden when stderr is not a terminal unless SPACES_PROGRESS=1."""
-    disable = None if os.environ.get("SPACES_PROGRESS") != "1" else False
-    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=disable)
+    """A progress bar on stderr, hidden when stderr is not a terminal (logs stay readable)."""
+    return tqdm(items, total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None)
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -130,8 +130,7 @@ class JsonlWriter:
     caller skips those ids. On an error the partial file stays for the next run; OUTPUT is untouched.
     """
 
-    def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None,
-                 id_field: str = "id"):
+    def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None):
         self.path = str(path)
         self.done: set[str] = set()
         self._file: TextIO
@@ -145,20 +144,20 @@ class JsonlWriter:
             raise SpacesError(f"output folder {target.parent} does not exist", self.path)
         self.partial = target.with_name(target.name + ".partial")
         if self.partial.exists():
-            self._resume(on_resumed, id_field)
+            self._resume(on_resumed)
         self._file = open(self.partial, "a", encoding="utf-8")
 
-    def _resume(self, on_resumed: Callable[[dict[str, Any]], None] | None, id_field: str) -> None:
+    def _resume(self, on_resumed: Callable[[dict[str, Any]], None] | None) -> None:
         keep = 0
         with open(self.partial, "rb") as f:
             for raw in f:
                 try:
                     record = json.loads(raw)
-                    self.done.add(str(record[id_field]))
+                    self.done.add(str(record["id"]))
                 except (ValueError, KeyError, TypeError):
                     break  # a torn or foreign line: everything from here on is redone
                 if not raw.endswith(b"\n"):
-                    self.done.discard(str(record[id_field]))
+                    self.done.discard(str(record["id"]))
                     break
                 keep += len(raw)
                 if on_resumed:
