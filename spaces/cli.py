@@ -235,11 +235,9 @@ def evaluate(
     Console(stderr=str(output) == "-").print(table)
 
 
-@app.command(context_settings=WITH_OVERRIDES)
+@app.command(context_settings=WITH_OVERRIDES, options_metavar="[OPTIONS] [FILE | -]")
 def summarize(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="A judgment: plain text, or one JSON record (CAIL2020 shape); "
-                                        "'-' or nothing reads stdin.")] = "-",
     config: ConfigOpt = None,
     extractor: Annotated[Optional[Path], typer.Option(help="Extractor dir (overrides the config's).")] = None,
     generator: Annotated[Optional[Path], typer.Option(help="Generator dir (overrides the config's).")] = None,
@@ -247,13 +245,18 @@ def summarize(
 ) -> None:
     """Summarize one judgment with a trained extractor and generator; the summary goes to stdout.
 
+    FILE is a judgment as plain text or one JSON record (CAIL2020 shape); `-` or nothing reads stdin.
     The config names the model dirs (`extractor: DIR`, `generator: DIR/model-best`); without a
     generator the extract itself is printed.
     """
     from spaces.config import SummarizeConfig
     from spaces.summarize import summarize as run_summarize
 
-    cfg = load_config(SummarizeConfig, config, parse_overrides(ctx.args))
+    files: list[str] = []  # FILE is taken here: a typer argument would swallow an override's value
+    cfg = load_config(SummarizeConfig, config, parse_overrides(ctx.args, files))
+    if len(files) > 1:
+        raise SpacesError(f"one judgment at a time, got {len(files)} files: {' '.join(files)}")
+    file = files[0] if files else "-"
     if extractor is not None:
         cfg.extractor = extractor
     if generator is not None:

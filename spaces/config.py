@@ -158,12 +158,19 @@ class EvaluateConfig(Section):
 C = TypeVar("C", bound=Section)
 
 
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """``["--train.epochs", "3", "--data.user_dict=x.txt"]`` -> ``{"train.epochs": 3, "data.user_dict": "x.txt"}``."""
+def parse_overrides(args: list[str], positionals: list[str] | None = None) -> dict[str, Any]:
+    """``["--train.epochs", "3", "--data.user_dict=x.txt"]`` -> ``{"train.epochs": 3, "data.user_dict": "x.txt"}``.
+
+    Other arguments are errors, or, given a ``positionals`` list, collected there (a command's FILE).
+    """
     overrides: dict[str, Any] = {}
     i = 0
     while i < len(args):
         arg = args[i]
+        if positionals is not None and (not arg.startswith("-") or arg == "-"):
+            positionals.append(arg)
+            i += 1
+            continue
         if not arg.startswith("--") or len(arg) == 2:
             raise SpacesError(f"unexpected argument {arg!r} (config overrides look like --section.key value)")
         key, eq, value = arg[2:].partition("=")

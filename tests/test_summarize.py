@@ -76,3 +76,15 @@ def test_summarize_bad_input(trained, stdin, message):
 def test_summarize_needs_an_extractor():
     result = runner.invoke(app, ["summarize", "-"], input="原告张某。")
     assert result.exit_code == 1 and "extractor" in result.stderr
+
+
+def test_overrides_with_values_do_not_swallow_the_file(trained, tmp_path):
+    root, config = trained
+    text_file = tmp_path / "judgment.txt"
+    text_file.write_text(document_text(read_jsonl(JUDGMENTS)[0]), encoding="utf-8")
+    plain = runner.invoke(app, ["summarize", "--config", str(config), str(text_file)])
+    spaced = runner.invoke(app, ["summarize", "--config", str(config), "--decode.max_new_tokens", "12", str(text_file)])
+    assert spaced.exit_code == 0, spaced.output
+    assert spaced.stdout == plain.stdout  # 12 is the config's own value: same summary
+    both = runner.invoke(app, ["summarize", "--config", str(config), str(text_file), str(text_file)])
+    assert both.exit_code == 1 and "one judgment at a time" in both.stderr
