@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spaces.errors import SpacesError
-from spaces.records import STDIO, JsonlWriter
+from spaces.records import STDIO, JsonlWriter, complete_lines
 
 _state = None
 
@@ -44,18 +44,8 @@ def device():
     return torch.device(f"cuda:{world()[2]}") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _complete_lines(path: Path) -> Iterable[tuple[str, int, int]]:
-    """(id, offset, length) of every complete record line in a partial file."""
-    offset = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                yield str(json.loads(raw)["id"]), offset, len(raw)
-            except (ValueError, KeyError, TypeError):
-                break
-            offset += len(raw)
+def _ids(path: Path) -> Iterable[tuple[str, int, int]]:
+    return ((str(record["id"]), offset, length) for record, offset, length in complete_lines(path))
 
 
 class ShardedJsonlWriter:
@@ -66,11 +56,11 @@ class ShardedJsonlWriter:
         self.merged = self.path.with_name(self.path.name + ".partial")
         self.done: set[str] = set()
         for part in self._parts():
-            self.done.update(i for i, _, _ in _complete_lines(part))
+            self.done.update(i for i, _, _ in _ids(part))
         state().wait_for_everyone()  # everyone has read what is done before anyone appends
         own = self.path.with_name(f"{self.path.name}.partial.{rank}")
         if own.exists():
-            keep = sum(length for _, _, length in _complete_lines(own))
+            keep = sum(length for _, _, length in _ids(own))
             os.truncate(own, keep)
         self._file = open(own, "a", encoding="utf-8")
 
@@ -99,7 +89,7 @@ class ShardedJsonlWriter:
 
     def _merge(self) -> None:
         parts = self._parts()
-        where = {i: (k, offset, length) for k, part in enumerate(parts) for i, offset, length in _complete_lines(part)}
+        where = {i: (k, offset, length) for k, part in enumerate(parts) for i, offset, length in _ids(part)}
         handles = [open(p, "rb") for p in parts]
         tmp = self.path.with_name(self.path.name + ".merging")
         try:

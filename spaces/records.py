@@ -122,6 +122,25 @@ def read_documents(
         yield Document(doc_id, text, summary, where)
 
 
+def complete_lines(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """(record, byte offset, byte length) of each complete record line of a partial output file.
+
+    Stops at the first torn (no newline) or foreign line: what follows it is not trusted.
+    """
+    offset = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                record = json.loads(raw)
+                str(record["id"])
+            except (ValueError, KeyError, TypeError):
+                return
+            yield record, offset, len(raw)
+            offset += len(raw)
+
+
 class JsonlWriter:
     """Write records to ``OUTPUT.partial`` (flushed per record) and rename onto OUTPUT on success.
 
@@ -149,20 +168,12 @@ class JsonlWriter:
 
     def _resume(self, on_resumed: Callable[[dict[str, Any]], None] | None) -> None:
         keep = 0
-        with open(self.partial, "rb") as f:
-            for raw in f:
-                try:
-                    record = json.loads(raw)
-                    self.done.add(str(record["id"]))
-                except (ValueError, KeyError, TypeError):
-                    break  # a torn or foreign line: everything from here on is redone
-                if not raw.endswith(b"\n"):
-                    self.done.discard(str(record["id"]))
-                    break
-                keep += len(raw)
-                if on_resumed:
-                    on_resumed(record)
-        os.truncate(self.partial, keep)
+        for record, _, length in complete_lines(self.partial):
+            self.done.add(str(record["id"]))
+            keep += length
+            if on_resumed:
+                on_resumed(record)
+        os.truncate(self.partial, keep)  # a torn last line (or anything after it) is redone
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")

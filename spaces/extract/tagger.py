@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from spaces.config import ExtractConfig, SelectConfig, load_config
+from spaces.config import ExtractConfig, load_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN
 
@@ -103,4 +103,4 @@ class Extractor:
                 self.models.append(model.eval())
         except (ValueError, KeyError, OSError, RuntimeError, SafetensorError) as e:
             raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
-        self.select = SelectConfig(**{**self.config.select.model_dump(), "threshold": self.card["threshold"]})
+        self.select = self.config.select.model_copy(update={"threshold": self.card["threshold"]})

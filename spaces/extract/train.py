@@ -58,9 +58,9 @@ def load_examples(path: Path | str, config: ExtractConfig) -> list[Example]:
         examples = []
         for number, obj in read_jsonl(path):
             where = f"{display_name(path)}:{number}"
-            example = _labeled(obj, where, config.data.id_field) if config.data.id_field in obj else None
-            if example is None:
+            if config.data.id_field not in obj:
                 raise SpacesError(f"missing id field {config.data.id_field!r}", where)
+            example = _labeled(obj, where, config.data.id_field)
             if example.id in ids:
                 raise SpacesError(f"duplicate id {example.id!r}", where)
             ids.add(example.id)
