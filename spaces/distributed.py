@@ -9,14 +9,13 @@ processes) counts the records in all of them as done. One process behaves exactl
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from spaces.errors import SpacesError
-from spaces.records import STDIO, JsonlWriter, complete_lines
+from spaces.records import STDIO, JsonlWriter, LazyAppender, Record, complete_lines
 
 _state = None
 
@@ -51,18 +50,24 @@ def _ids(path: Path) -> Iterable[tuple[str, int, int]]:
 class ShardedJsonlWriter:
     """This rank's share of a distributed run; see the module docstring."""
 
-    def __init__(self, path: Path | str, rank: int, size: int, order: Callable[[], Iterable[str]]):
+    def __init__(self, path: Path | str, rank: int, size: int, order: Callable[[], Iterable[str]],
+                 on_resumed: Callable[[dict[str, Any]], None] | None = None):
         self.path, self.rank, self.size, self.order = Path(path), rank, size, order
         self.merged = self.path.with_name(self.path.name + ".partial")
         self.done: set[str] = set()
+        self.written = 0
         for part in self._parts():
-            self.done.update(i for i, _, _ in _ids(part))
+            for record, _, _ in complete_lines(part):
+                self.done.add(str(record["id"]))
+                if on_resumed:
+                    on_resumed(record)
         state().wait_for_everyone()  # everyone has read what is done before anyone appends
         own = self.path.with_name(f"{self.path.name}.partial.{rank}")
         if own.exists():
             keep = sum(length for _, _, length in _ids(own))
             os.truncate(own, keep)
-        self._file = open(own, "a", encoding="utf-8")
+        self._out = LazyAppender(own)
+        self.saved_in = f"{self.path.name}.partial.*"
 
     def _parts(self) -> list[Path]:
         parts = sorted(self.path.parent.glob(self.path.name + ".partial.*"))
@@ -71,15 +76,15 @@ class ShardedJsonlWriter:
     def mine(self, index: int) -> bool:
         return index % self.size == self.rank
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+    def write(self, record: Record | dict[str, Any]) -> None:
+        self._out.write(record)
+        self.written += 1
 
     def __enter__(self) -> ShardedJsonlWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
+        self._out.close()
         if exc_type is not None:
             return
         state().wait_for_everyone()
@@ -107,11 +112,12 @@ class ShardedJsonlWriter:
             part.unlink()
 
 
-def open_output(path: Path | str, order: Callable[[], Iterable[str]]) -> JsonlWriter | ShardedJsonlWriter:
+def open_output(path: Path | str, order: Callable[[], Iterable[str]],
+                on_resumed: Callable[[dict[str, Any]], None] | None = None) -> JsonlWriter | ShardedJsonlWriter:
     """The writer for this process: plain when alone (or writing to stdout), sharded under a launcher."""
     rank, size, _ = world()
     if size == 1:
-        return JsonlWriter(path)
+        return JsonlWriter(path, on_resumed)
     if str(path) == STDIO:
         raise SpacesError("a run split across processes writes to a file, not to stdout")
-    return ShardedJsonlWriter(path, rank, size, order)
+    return ShardedJsonlWriter(path, rank, size, order, on_resumed)

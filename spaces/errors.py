@@ -16,3 +16,9 @@ class SpacesError(Exception):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class Interrupted(SpacesError):
+    """Ctrl-C during a resumable command: the CLI prints how much is saved and exits 130."""
+
+    exit_code = 130

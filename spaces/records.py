@@ -1,51 +1,103 @@
-"""JSONL in and out: the interface between stages.
+"""Typed JSONL records: the contract between the stages.
 
-Reading streams record by record and reports a bad line as ``FILE:LINE``. Writing goes to
-``OUTPUT.partial`` with a flush per record and is renamed onto OUTPUT only when the command finishes,
-so a killed run never leaves a file that looks complete, and a rerun resumes from the partial file.
+Only raw documents are read through the configured field names (``data.id_field``, ``data.text_field``,
+``data.summary_field``). Every file a stage writes for another stage uses the fixed keys of its record
+type (``LabeledRecord``, ``ExtractedRecord``, ``Summary``), so a team whose judgments are keyed
+``doc_id`` / ``fulltext`` / ``abstract`` configures that once, for the documents. A reference summary
+travels in stage records as ``reference``: only a ``Summary`` has a ``summary``, so a stage file can
+never be scored against itself by accident.
+
+Reading streams record by record (plain or gzip, a UTF-8 BOM ignored) and reports a bad line as
+``FILE:LINE``. Writing goes to ``OUTPUT.partial``, created at the first record and flushed per record,
+and is renamed onto OUTPUT only when the command finishes, so a killed run never leaves a file that
+looks complete, a failed one leaves nothing behind, and a rerun resumes from the partial file.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
 
 STDIO = "-"
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def display_name(path: Path | str) -> str:
     return "<stdin>" if str(path) == STDIO else str(path)
 
 
+def open_binary(path: Path | str) -> IO[bytes]:
+    """A byte stream of a file (gunzipped when it is gzip) or of stdin; located errors, never a traceback."""
+    if str(path) == STDIO:
+        return sys.stdin.buffer
+    name = display_name(path)
+    try:
+        stream = open(path, "rb")
+    except FileNotFoundError:
+        raise SpacesError("file not found", name) from None
+    except IsADirectoryError:
+        raise SpacesError("is a directory, not a file", name) from None
+    except PermissionError:
+        raise SpacesError("permission denied", name) from None
+    if stream.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.open(stream)  # type: ignore[return-value]
+    return stream
+
+
+def read_text(path: Path | str) -> str:
+    """A whole UTF-8 text file (or stdin), gzip and a BOM allowed."""
+    stream = open_binary(path)
+    try:
+        raw = stream.read()
+    except (OSError, EOFError) as e:
+        raise SpacesError(f"cannot read: {e}", display_name(path)) from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    try:
+        return raw.removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpacesError(f"not valid UTF-8 (byte {e.start + 1})", display_name(path)) from None
+
+
 def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; any bad line is a located error."""
     name = display_name(path)
-    if str(path) == STDIO:
-        stream = sys.stdin.buffer
-    else:
-        try:
-            stream = open(path, "rb")
-        except FileNotFoundError:
-            raise SpacesError("file not found", name) from None
-        except IsADirectoryError:
-            raise SpacesError("is a directory, not a JSONL file", name) from None
+    stream = open_binary(path)
     try:
-        for number, raw in enumerate(stream, start=1):
+        number = 0
+        while True:
+            try:
+                raw = stream.readline()
+            except (OSError, EOFError) as e:  # a truncated or corrupt gzip file
+                raise SpacesError(f"cannot read: {e}", f"{name}:{number + 1}") from None
+            if not raw:
+                break
+            number += 1
+            if number == 1:
+                raw = raw.removeprefix(BOM)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise SpacesError(f"not valid UTF-8 (byte {e.start + 1} of the line)", f"{name}:{number}") from None
             if not line.strip():
                 continue
+            if line.lstrip().startswith("["):
+                raise SpacesError("expected a JSON object, got a JSON array (JSON Lines: one object per line)",
+                                  f"{name}:{number}")
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
@@ -58,6 +110,67 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             stream.close()
 
 
+def count_records(path: Path | str) -> int | None:
+    """Non-blank lines of a JSONL file, for a progress bar's total (None for stdin)."""
+    if str(path) == STDIO or not Path(path).is_file():
+        return None
+    stream = open_binary(path)
+    try:
+        return sum(1 for line in stream if line.strip())
+    except (OSError, EOFError):
+        return None
+    finally:
+        stream.close()
+
+
+def record_id(value: Any, field: str) -> str:
+    """An id as a string: a non-empty string or an integer (never a bool, list or null)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"id field {field!r} must be a string or an integer, got {type(value).__name__}")
+    value = str(value)
+    if not value:
+        raise ValueError(f"id field {field!r} is empty")
+    return value
+
+
+class UniqueIds:
+    """The one duplicate check: remembers where each id was first seen."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+
+    def add(self, record_id: str, number: int, where: str) -> None:
+        if record_id in self.first:
+            raise SpacesError(f"duplicate id {record_id!r} (first on line {self.first[record_id]})", where)
+        self.first[record_id] = number
+
+
+def some(ids: list[str], k: int = 3) -> str:
+    """A few ids for a message: 'a', 'b', 'c' and 4 more."""
+    shown = ", ".join(repr(i) for i in ids[:k])
+    return shown + (f" and {len(ids) - k} more" if len(ids) > k else "")
+
+
+def check_same_ids(predicted: Iterable[str], expected: Iterable[str], predicted_name: str, expected_name: str) -> None:
+    """The one id join check: every expected id has a prediction and no prediction is left over.
+
+    Both sides are named in one message, with counts, so one run shows everything to fix.
+    """
+    predicted, expected = list(predicted), list(expected)
+    have, want = set(predicted), set(expected)
+    missing = [i for i in expected if i not in have]
+    extra = [i for i in predicted if i not in want]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} id(s) of {expected_name} have no prediction: {some(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} prediction(s) have no reference in {expected_name}: {some(extra)}")
+    if problems:
+        raise SpacesError("; ".join(problems), predicted_name)
+
+
+# ---- raw documents ----------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Document:
     """One judgment: its text with lines joined by ``\\n`` (CAIL sentences become lines)."""
@@ -66,18 +179,6 @@ class Document:
     text: str
     summary: str | None
     where: str  # FILE:LINE, for messages about this record
-
-
-def _record_id(obj: dict[str, Any], field: str, where: str) -> str:
-    if field not in obj:
-        raise SpacesError(f"missing id field {field!r}", where)
-    value = obj[field]
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise SpacesError(f"id field {field!r} must be a string or an integer, got {type(value).__name__}", where)
-    value = str(value)
-    if not value:
-        raise SpacesError(f"id field {field!r} is empty", where)
-    return value
 
 
 def document_text(value: Any, field: str, where: str) -> str:
@@ -89,37 +190,180 @@ def document_text(value: Any, field: str, where: str) -> str:
             if isinstance(item, dict):
                 item = item.get("sentence")
             if not isinstance(item, str):
-                raise SpacesError(
-                    f"{field}[{k}] must be a string or an object with a string 'sentence'", where
-                )
+                raise SpacesError(f"{field}[{k}] must be a string or an object with a string 'sentence'", where)
             lines.append(item)
         return "\n".join(lines)
     raise SpacesError(f"text field {field!r} must be a string or a list, got {type(value).__name__}", where)
 
 
-def read_documents(
-    path: Path | str, data: DataConfig, *, need_text: bool = True, need_summary: bool = False
-) -> Iterator[Document]:
+def document_from(obj: dict[str, Any], data: DataConfig, where: str, *, need_text: bool = True,
+                  need_summary: bool = False, default_id: str | None = None) -> Document:
+    """A document from one raw JSON object, through the configured field names."""
+    if data.id_field in obj or default_id is None:
+        if data.id_field not in obj:
+            raise SpacesError(f"missing id field {data.id_field!r}", where)
+        try:
+            doc_id = record_id(obj[data.id_field], data.id_field)
+        except ValueError as e:
+            raise SpacesError(str(e), where) from None
+    else:
+        doc_id = default_id
+    text = ""
+    if need_text:
+        if data.text_field not in obj:
+            raise SpacesError(f"missing text field {data.text_field!r}", where)
+        text = document_text(obj[data.text_field], data.text_field, where)
+    summary = obj.get(data.summary_field)
+    if summary is None and need_summary:
+        raise SpacesError(f"missing summary field {data.summary_field!r}", where)
+    if summary is not None and not isinstance(summary, str):
+        raise SpacesError(f"summary field {data.summary_field!r} must be a string", where)
+    return Document(doc_id, text.removeprefix("\ufeff"), summary, where)
+
+
+def read_documents(path: Path | str, data: DataConfig, *, need_text: bool = True,
+                   need_summary: bool = False) -> Iterator[Document]:
     """Stream documents in any of DESIGN.md's shapes; ids must be present and unique."""
-    name = display_name(path)
-    seen: dict[str, int] = {}
+    name, ids = display_name(path), UniqueIds()
+    for number, obj in read_jsonl(path):
+        doc = document_from(obj, data, f"{name}:{number}", need_text=need_text, need_summary=need_summary)
+        ids.add(doc.id, number, doc.where)
+        yield doc
+
+
+# ---- stage records ----------------------------------------------------------------------------------
+
+class Record(BaseModel):
+    """A record one stage writes for another: fixed keys, validated on reading."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+    kind: ClassVar[str] = "record"
+    id: str
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, value: Any) -> str:
+        return record_id(value, "id")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any], where: str):
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                key = ".".join(str(p) for p in err["loc"]) or cls.kind
+                msg = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+                problems.append(f"missing field {key!r}" if err["type"] == "missing" else f"{key!r} {msg}"
+                                if err["type"] != "value_error" else msg)
+            article = "an" if cls.kind[0] in "aeiou" else "a"
+            raise SpacesError(f"not {article} {cls.kind} record: {'; '.join(problems)}", where) from None
+
+
+def _indices(values: list[int], n: int, name: str) -> list[int]:
+    if any(not 0 <= i < n for i in values):
+        raise ValueError(f"'{name}' must be indices into 'sentences' (0..{n - 1})")
+    if values != sorted(set(values)):
+        raise ValueError(f"'{name}' must be ascending and distinct")
+    return values
+
+
+class LabeledRecord(Record):
+    """``extract oracle``: the clauses the greedy oracle matches to the reference summary."""
+
+    kind: ClassVar[str] = "labeled"
+    sentences: list[str]
+    labels: list[int]
+    extract: str
+    reference: str
+    score: float
+    roles: list[str] | None = None
+    dropped_clauses: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> LabeledRecord:
+        _indices(self.labels, len(self.sentences), "labels")
+        if self.roles is not None and len(self.roles) != len(self.sentences):
+            raise ValueError("'roles' must have one role per sentence")
+        return self
+
+
+class ExtractedRecord(Record):
+    """``extract predict`` (and the extractor's out-of-fold file): the clauses kept, with their scores.
+
+    ``reference`` is the document's reference summary when it had one; the out-of-fold file also
+    carries the oracle ``labels`` and ``oracle_extract``, which the generator trains on too.
+    """
+
+    kind: ClassVar[str] = "extracted"
+    sentences: list[str]
+    scores: list[float]
+    selected: list[int]
+    extract: str
+    roles: list[str] | None = None
+    dropped_clauses: int = 0
+    reference: str | None = None
+    labels: list[int] | None = None
+    oracle_extract: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ExtractedRecord:
+        n = len(self.sentences)
+        _indices(self.selected, n, "selected")
+        if len(self.scores) != n:
+            raise ValueError("'scores' must have one score per sentence")
+        if self.roles is not None and len(self.roles) != n:
+            raise ValueError("'roles' must have one role per sentence")
+        if self.labels is not None:
+            _indices(self.labels, n, "labels")
+        return self
+
+
+class Summary(Record):
+    """A summary, from ``generate predict`` or ``summarize``; ``source`` says whether the generator wrote
+    it or the extract was kept (``--use-generator auto``)."""
+
+    kind: ClassVar[str] = "summary"
+    summary: str
+    source: str | None = None
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read_records(path: Path | str, cls: type[R], check: Callable[[R, str], None] | None = None) -> Iterator[R]:
+    """Stream records of one type; ids unique; ``check`` may refuse a record (e.g. a missing reference)."""
+    name, ids = display_name(path), UniqueIds()
     for number, obj in read_jsonl(path):
         where = f"{name}:{number}"
-        doc_id = _record_id(obj, data.id_field, where)
-        if doc_id in seen:
-            raise SpacesError(f"duplicate id {doc_id!r} (first on line {seen[doc_id]})", where)
-        seen[doc_id] = number
-        text = ""
-        if need_text:
-            if data.text_field not in obj:
-                raise SpacesError(f"missing text field {data.text_field!r}", where)
-            text = document_text(obj[data.text_field], data.text_field, where)
-        summary = obj.get(data.summary_field)
-        if summary is None and need_summary:
-            raise SpacesError(f"missing summary field {data.summary_field!r}", where)
-        if summary is not None and not isinstance(summary, str):
-            raise SpacesError(f"summary field {data.summary_field!r} must be a string", where)
-        yield Document(doc_id, text, summary, where)
+        record = cls.parse(obj, where)
+        ids.add(record.id, number, where)
+        if check is not None:
+            check(record, where)
+        yield record
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    if STDIO in (str(a), str(b)):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting_inputs(outputs: Iterable[Path | str | None], inputs: Iterable[Path | str | None]) -> None:
+    """An output that resolves to one of the command's inputs (also through a symlink) is an error."""
+    inputs = [i for i in inputs if i is not None]
+    for out in outputs:
+        if out is None:
+            continue
+        for inp in inputs:
+            if same_file(out, inp):
+                raise SpacesError(f"the output is the input {display_name(inp)}: it would be overwritten; "
+                                  "write to another file", display_name(out))
 
 
 def complete_lines(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
@@ -141,8 +385,31 @@ def complete_lines(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
             offset += len(raw)
 
 
+def _line(record: Record | dict[str, Any]) -> str:
+    obj = record.to_json() if isinstance(record, Record) else record
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+class LazyAppender:
+    """Appends lines to a file created at the first line, flushed per line."""
+
+    def __init__(self, path: Path):
+        self.path, self._file, self.lines = path, None, 0
+
+    def write(self, record: Record | dict[str, Any]) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(_line(record))
+        self._file.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 class JsonlWriter:
-    """Write records to ``OUTPUT.partial`` (flushed per record) and rename onto OUTPUT on success.
+    """Write records to ``OUTPUT.partial`` and rename onto OUTPUT on success.
 
     A partial file left by a killed run is picked up: its complete records count as done (``done``
     holds their ids and ``on_resumed`` sees each of them), a torn last line is dropped, and the
@@ -152,9 +419,8 @@ class JsonlWriter:
     def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None):
         self.path = str(path)
         self.done: set[str] = set()
-        self._file: TextIO
+        self.written = 0
         if self.path == STDIO:
-            self._file = sys.stdout
             return
         target = Path(self.path)
         if target.is_dir():
@@ -164,7 +430,7 @@ class JsonlWriter:
         self.partial = target.with_name(target.name + ".partial")
         if self.partial.exists():
             self._resume(on_resumed)
-        self._file = open(self.partial, "a", encoding="utf-8")
+        self._out = LazyAppender(self.partial)
 
     def _resume(self, on_resumed: Callable[[dict[str, Any]], None] | None) -> None:
         keep = 0
@@ -175,28 +441,37 @@ class JsonlWriter:
                 on_resumed(record)
         os.truncate(self.partial, keep)  # a torn last line (or anything after it) is redone
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+    def write(self, record: Record | dict[str, Any]) -> None:
+        if self.path == STDIO:
+            sys.stdout.write(_line(record))
+            sys.stdout.flush()
+        else:
+            self._out.write(record)
+        self.written += 1
 
     def mine(self, index: int) -> bool:
         """Every record is this writer's (a sharded writer takes only its rank's share)."""
         return True
+
+    @property
+    def saved_in(self) -> str:
+        return display_name(self.path) if self.path == STDIO else str(self.partial)
 
     def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path == STDIO:
-            self._file.flush()
+            sys.stdout.flush()
             return
-        self._file.close()
+        self._out.close()
         if exc_type is None:
+            self.partial.touch()  # an allowed empty output is still an output
             os.replace(self.partial, self.path)
 
 
 def file_sha256(path: Path | str) -> str | None:
-    """The data file's hash for a model card (None for stdin)."""
+    """A file's hash for a model card or metrics (None for stdin)."""
     if str(path) == STDIO:
         return None
     h = hashlib.sha256()
@@ -213,6 +488,10 @@ def write_json(path: Path | str, obj: Any) -> None:
         sys.stdout.write(text)
         return
     target = Path(path)
+    if target.is_dir():
+        raise SpacesError("is a directory; give a file name for the output", str(path))
+    if not target.parent.exists():
+        raise SpacesError(f"output folder {target.parent} does not exist", str(path))
     tmp = target.with_name(target.name + ".partial")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)

@@ -1,56 +1,140 @@
-"""``spaces summarize``: one raw judgment in, its summary out, through trained extractor and generator.
+"""Judgments in, summaries out, through a trained extractor and (optionally) generator: the Python API
+and ``spaces summarize``.
+
+    from spaces import Summarizer
+    s = Summarizer.load("runs/cail2020/extractor", "runs/cail2020/generator/model-best")
+    s("判决书全文…")           # one summary
+    s.batch([text1, text2])    # several, batched
 
 It composes the stages through their public functions and the records they exchange, exactly as the
-JSONL pipeline does, so a single judgment gets the same summary as a batch run.
+JSONL pipeline does, so a judgment gets the same summary here as from a batch run. The generator's
+summary is used only where it should be (``use_generator``): ``auto`` reads the generator's card and
+uses it only when its validation score beat the extract's, ``always`` and ``never`` decide outright;
+``reason`` says which was chosen and why.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from spaces.config import GenerateConfig, SummarizeConfig, load_config
+from spaces.config import DataConfig, SummarizeConfig, UseGenerator
 from spaces.errors import SpacesError
-from spaces.records import Document, document_text
+from spaces.records import Document, ExtractedRecord, Summary, document_from, read_documents
+from spaces.stream import MapRun, map_records
+
+BATCH_DOCUMENTS = 8
 
 
-def read_judgment(raw: str, config: SummarizeConfig, source: str) -> Document:
+def choose_generator(mode: UseGenerator, card: dict[str, Any]) -> tuple[bool, str]:
+    """Whether to print the generator's summaries, and why (for stderr)."""
+    if mode == "never":
+        return False, "--use-generator never"
+    if mode == "always":
+        return True, "--use-generator always"
+    scores = card.get("validation") or {}
+    if "generator" not in scores or "extract" not in scores:
+        raise SpacesError("--use-generator auto compares the generator's validation score with the extract's, and "
+                          "this generator dir has no card.json with them: pass --use-generator always or never",
+                          "use_generator")
+    generator, extract = scores["generator"], scores["extract"]
+    if generator > extract:
+        return True, f"its validation CAIL {generator:.4f} beats the extract's {extract:.4f}"
+    return False, (f"the generator's validation CAIL {generator:.4f} does not beat the extract's {extract:.4f} "
+                   "(--use-generator always prints the generator's anyway)")
+
+
+@dataclass
+class Summarizer:
+    """Trained models loaded once; call it on judgments."""
+
+    extractor: Any
+    encoder: Any
+    data: DataConfig
+    generator: Any = None
+    generator_config: Any = None
+    use_generator: bool = False
+    reason: str = "no generator"
+
+    @classmethod
+    def load(cls, extractor: Path | str, generator: Path | str | None = None, *, use_generator: UseGenerator = "auto",
+             data: DataConfig | None = None, decode: dict[str, Any] | None = None) -> Summarizer:
+        """Load the model dirs. ``decode`` overrides keys of the generator's own decode settings."""
+        from spaces.extract.predict import load_encoder
+        from spaces.extract.tagger import Extractor
+
+        extractor_model = Extractor(Path(extractor))
+        encoder = load_encoder(extractor_model, extractor_model.config)
+        out = cls(extractor_model, encoder, data or DataConfig())
+        if generator is None or use_generator == "never":
+            out.reason = "no generator" if generator is None else "--use-generator never"
+            return out
+        from spaces.generate.predict import generator_card, generator_config, load_generator
+
+        out.use_generator, out.reason = choose_generator(use_generator, generator_card(Path(generator)))
+        if out.use_generator:
+            config = generator_config(Path(generator))
+            if decode:
+                config = config.model_copy(update={"decode": config.decode.model_copy(update=decode)})
+            out.generator, out.generator_config = load_generator(Path(generator)), config
+        return out
+
+    @classmethod
+    def from_config(cls, config: SummarizeConfig) -> Summarizer:
+        if config.extractor is None:
+            raise SpacesError("set the extractor dir: extractor: DIR in the config (or --extractor DIR)", "extractor")
+        decode = {k: getattr(config.decode, k) for k in config.decode.model_fields_set}
+        return cls.load(config.extractor, config.generator, use_generator=config.use_generator, data=config.data,
+                        decode=decode)
+
+    def summarize_documents(self, docs: list[Document]) -> list[tuple[ExtractedRecord, Summary]]:
+        """Each document's extracted record and its summary (the generator's, or the extract)."""
+        from spaces.extract.predict import extract_documents
+
+        records = extract_documents(self.extractor, self.encoder, docs, self.data.max_clauses)
+        if not self.use_generator:
+            return [(r, Summary(id=r.id, summary=r.extract, source="extract")) for r in records]
+        from spaces.generate.predict import summarize_records
+
+        summaries = summarize_records(self.generator, records, self.generator_config)
+        return [(r, Summary(id=r.id, summary=s, source="generator")) for r, s in zip(records, summaries)]
+
+    def batch(self, texts: list[str]) -> list[str]:
+        docs = [Document(str(i), text, None, f"text {i}") for i, text in enumerate(texts)]
+        out = []
+        for start in range(0, len(docs), BATCH_DOCUMENTS):
+            out += [s.summary for _, s in self.summarize_documents(docs[start:start + BATCH_DOCUMENTS])]
+        return out
+
+    def __call__(self, text: str) -> str:
+        return self.batch([text])[0]
+
+    def summarize_file(self, input: Path | str, output: Path | str, *, skip_empty: bool = False,
+                       allow_empty: bool = False) -> MapRun:
+        """Batch mode: documents JSONL in, ``Summary`` records out (resumable, shardable like every stage)."""
+        return map_records(lambda: read_documents(input, self.data), input, output,
+                           lambda batch: [s for _, s in self.summarize_documents(batch)], desc="summarize",
+                           batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
+                           allow_empty=allow_empty)
+
+
+def read_judgment(raw: str, data: DataConfig, source: str) -> Document:
     """Plain text, or one JSON record (CAIL2020 shape or plain) with the configured field names."""
-    stripped = raw.strip()
+    stripped = raw.removeprefix("\ufeff").strip()
     if not stripped:
         raise SpacesError("no judgment text", source)
+    if stripped.startswith("["):
+        raise SpacesError("a JSON array: summarize takes one judgment (plain text or one JSON object); for many, "
+                          "write JSON Lines and use --input FILE --output FILE", source)
     if stripped.startswith("{"):
         try:
             obj = json.loads(stripped)
         except json.JSONDecodeError as e:
+            if "Extra data" in e.msg:
+                raise SpacesError("more than one JSON record: summarize one judgment at a time, or use --input FILE "
+                                  "--output FILE for JSON Lines", source) from None
             raise SpacesError(f"looks like JSON but is not valid: {e.msg} (column {e.colno})", source) from None
-        if config.data.text_field not in obj:
-            raise SpacesError(f"missing text field {config.data.text_field!r}", source)
-        text = document_text(obj[config.data.text_field], config.data.text_field, source)
-        return Document(str(obj.get(config.data.id_field, "input")), text, None, source)
-    return Document("input", raw, None, source)
-
-
-def summarize(config: SummarizeConfig, raw: str, source: str = "<stdin>") -> tuple[str, dict]:
-    """The summary and the extracted record it was generated from."""
-    from spaces.extract.predict import extract_documents, load_encoder
-    from spaces.extract.tagger import Extractor
-
-    if config.extractor is None:
-        raise SpacesError("set the extractor dir: --extractor DIR in the config (or --extractor on the line)",
-                          "extractor")
-    extractor = Extractor(Path(config.extractor))
-    doc = read_judgment(raw, config, source)
-    (record,) = extract_documents(extractor, load_encoder(extractor, extractor.config), [doc],
-                                  config.data.max_clauses)
-    if config.generator is None:
-        return record["extract"], record
-    from spaces.generate.model import CopyGenerator
-    from spaces.generate.predict import summarize_batch
-
-    model_dir = Path(config.generator)
-    saved = model_dir.parent / "config.yaml"
-    gen_config = load_config(GenerateConfig, saved if saved.is_file() else None).model_copy(
-        update={"decode": config.decode})
-    (summary,) = summarize_batch(CopyGenerator.load(model_dir), [record["extract"]], gen_config)
-    return summary, record
+        return document_from(obj, data, source, default_id="input")
+    return Document("input", stripped, None, source)

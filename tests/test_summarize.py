@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -20,57 +21,156 @@ def trained(tmp_path_factory, tiny_bert):
     result = runner.invoke(app, ["generate", "train", "-i", str(root / "extractor" / "oof.jsonl"),
                                  "-o", str(root / "generator"), "--train.epochs", "1", *TINY])
     assert result.exit_code == 0, result.output
-    config = root / "summarize.yaml"
-    config.write_text(f"extractor: {root / 'extractor'}\ngenerator: {root / 'generator' / 'model-best'}\n"
+    # relative paths in a config file are relative to the file's folder
+    config = root / "configs" / "summarize.yaml"
+    config.parent.mkdir()
+    config.write_text("extractor: ../extractor\ngenerator: ../generator/model-best\nuse_generator: always\n"
                       "decode:\n  max_new_tokens: 12\n")
     return root, config
 
 
-def test_summarize_plain_text_matches_the_batch_pipeline(trained, tmp_path):
+def pipeline(root, tmp_path, record, *generate_args):
+    """The same judgment through extract predict + generate predict."""
+    docs, extracted, summaries = tmp_path / "docs.jsonl", tmp_path / "extracted.jsonl", tmp_path / "summaries.jsonl"
+    docs.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["extract", "predict", "-m", str(root / "extractor"), "-i", str(docs),
+                               "-o", str(extracted)]).exit_code == 0
+    result = runner.invoke(app, ["generate", "predict", "-m", str(root / "generator" / "model-best"), "-i",
+                                 str(extracted), "-o", str(summaries), *generate_args])
+    assert result.exit_code == 0, result.output
+    return read_jsonl(extracted)[0], read_jsonl(summaries)[0]
+
+
+def test_summarize_plain_text_matches_the_batch_pipeline(trained, tmp_path, monkeypatch):
     root, config = trained
     record = read_jsonl(JUDGMENTS)[0]
     text_file = tmp_path / "judgment.txt"
     text_file.write_text(document_text(record), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # the config's relative paths do not depend on the current folder
     result = runner.invoke(app, ["summarize", "--config", str(config), str(text_file)])
     assert result.exit_code == 0, result.output
-    # the same judgment through extract predict + generate predict
-    docs = tmp_path / "docs.jsonl"
-    docs.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    extracted, summaries = tmp_path / "extracted.jsonl", tmp_path / "summaries.jsonl"
-    assert runner.invoke(app, ["extract", "predict", "-m", str(root / "extractor"), "-i", str(docs),
-                               "-o", str(extracted)]).exit_code == 0
-    assert runner.invoke(app, ["generate", "predict", "-m", str(root / "generator" / "model-best"), "-i",
-                               str(extracted), "-o", str(summaries), "--decode.max_new_tokens", "12"]).exit_code == 0
-    assert result.stdout.strip() == read_jsonl(summaries)[0]["summary"]
+    _, summary = pipeline(root, tmp_path, record, "--decode.max_new_tokens", "12")
+    assert result.stdout.strip() == summary["summary"]
+    assert "printing the generator's summaries: --use-generator always" in result.stderr
 
 
-def test_summarize_a_cail_line_from_stdin_with_explain(trained):
+def test_auto_prints_the_extract_when_the_generator_does_not_beat_it(trained, tmp_path):
     root, config = trained
-    line = (JUDGMENTS.read_text(encoding="utf-8").splitlines()[1])
-    result = runner.invoke(app, ["summarize", "--config", str(config), "--explain", "-"], input=line)
-    assert result.exit_code == 0, result.output
-    assert "picked" in result.stderr and "clause" in result.stderr
-
-
-def test_summarize_without_generator_prints_the_extract(trained, tmp_path):
-    root, _ = trained
-    record = read_jsonl(JUDGMENTS)[2]
-    result = runner.invoke(app, ["summarize", "--extractor", str(root / "extractor"), "-"],
+    card = json.loads((root / "generator" / "model-best" / "card.json").read_text())
+    assert card["validation"]["generator_beats_extract"] is False  # a one-epoch tiny model
+    record = read_jsonl(JUDGMENTS)[1]
+    result = runner.invoke(app, ["summarize", "--config", str(config), "--use-generator", "auto", "-"],
                            input=json.dumps(record, ensure_ascii=False))
     assert result.exit_code == 0, result.output
-    docs, extracted = tmp_path / "docs.jsonl", tmp_path / "extracted.jsonl"
-    docs.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert runner.invoke(app, ["extract", "predict", "-m", str(root / "extractor"), "-i", str(docs),
-                               "-o", str(extracted)]).exit_code == 0
-    assert result.stdout.strip() == read_jsonl(extracted)[0]["extract"]
+    extracted, _ = pipeline(root, tmp_path, record)
+    assert result.stdout.strip() == extracted["extract"]
+    assert "printing the extracts: the generator's validation CAIL" in result.stderr
+    assert "does not beat the extract's" in result.stderr
+    # the same judgment when the generator's card says it wins
+    beaten = tmp_path / "winner"
+    shutil.copytree(root / "generator" / "model-best", beaten)
+    card["validation"].update(generator=0.9, extract=0.1)
+    (beaten / "card.json").write_text(json.dumps(card))
+    result = runner.invoke(app, ["summarize", "--config", str(config), "--use-generator", "auto", "--generator",
+                                 str(beaten), "-"], input=json.dumps(record, ensure_ascii=False))
+    assert result.exit_code == 0 and "beats the extract's 0.1000" in result.stderr
 
 
-@pytest.mark.parametrize("stdin, message", [("", "no judgment text"), ('{"id": "x", "text": ', "not valid"),
-                                            ('{"id": "x"}', "missing text field")])
+@pytest.mark.parametrize("flag", [["--use-generator", "never"], ["--generator", "null"], ["--generator", "none"]])
+def test_extract_only_on_demand(trained, tmp_path, flag):
+    root, config = trained
+    record = read_jsonl(JUDGMENTS)[2]
+    result = runner.invoke(app, ["summarize", "--config", str(config), *flag, "-"],
+                           input=json.dumps(record, ensure_ascii=False))
+    assert result.exit_code == 0, result.output
+    extracted, _ = pipeline(root, tmp_path, record)
+    assert result.stdout.strip() == extracted["extract"]
+
+
+def test_explain_lists_the_picked_clauses_with_probabilities_and_sections(trained):
+    root, config = trained
+    line = JUDGMENTS.read_text(encoding="utf-8").splitlines()[1]
+    result = runner.invoke(app, ["summarize", "--config", str(config), "--explain", "-"], input=line)
+    assert result.exit_code == 0, result.output
+    extracted = json.loads(runner.invoke(app, ["extract", "predict", "-m", str(root / "extractor"), "-i", "-",
+                                               "-o", "-"], input=line).stdout.splitlines()[0])
+    assert f"picked {len(extracted['selected'])} of {len(extracted['sentences'])} clauses" in result.stderr
+    for i in extracted["selected"]:
+        assert f"{extracted['scores'][i]:.3f}" in result.stderr and extracted["roles"][i] in result.stderr
+
+
+def test_batch_summarize_equals_one_at_a_time_and_resumes(trained, tmp_path):
+    root, config = trained
+    out = tmp_path / "summaries.jsonl"
+    result = runner.invoke(app, ["summarize", "--config", str(config), "--input", str(JUDGMENTS), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(out)
+    assert [r["id"] for r in rows] == [r["id"] for r in read_jsonl(JUDGMENTS)]
+    assert all(r["source"] == "generator" for r in rows)
+    one = runner.invoke(app, ["summarize", "--config", str(config), "-"], input=JUDGMENTS.read_text().splitlines()[3])
+    assert one.stdout.strip() == rows[3]["summary"]
+    # a partial output is picked up: the marked record is not redone
+    out.unlink()
+    marked = dict(rows[0], summary="MARK")
+    (tmp_path / "summaries.jsonl.partial").write_text(json.dumps(marked, ensure_ascii=False) + "\n")
+    result = runner.invoke(app, ["summarize", "--config", str(config), "-i", str(JUDGMENTS), "-o", str(out)])
+    assert result.exit_code == 0 and "(1 resumed)" in result.stderr
+    assert [r["summary"] for r in read_jsonl(out)] == ["MARK"] + [r["summary"] for r in rows[1:]]
+
+
+def test_python_api(trained):
+    """The README's example, run as written."""
+    from spaces import Summarizer
+
+    root, _ = trained
+    summarize = Summarizer.load(root / "extractor", root / "generator" / "model-best", use_generator="always")
+    texts = [document_text(r) for r in read_jsonl(JUDGMENTS)]
+    batch = summarize.batch(texts)
+    assert len(batch) == 4 and batch[0] == summarize(texts[0])
+    extract_only = Summarizer.load(root / "extractor")
+    assert extract_only.reason == "no generator" and extract_only(texts[0])
+
+
+@pytest.mark.parametrize("stdin, message", [
+    ("", "no judgment text"),
+    ('{"id": "x", "text": ', "not valid"),
+    ('{"id": "x"}', "missing text field"),
+    ('[{"id": "x", "text": "原告"}]', "a JSON array"),
+    ('{"id": "a", "text": "原告"}\n{"id": "b", "text": "被告"}', "more than one JSON record"),
+])
 def test_summarize_bad_input(trained, stdin, message):
     root, config = trained
     result = runner.invoke(app, ["summarize", "--config", str(config), "-"], input=stdin)
-    assert result.exit_code == 1 and message in result.stderr and result.stderr.startswith("error: <stdin>")
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.splitlines()[-1].startswith(
+        "error: <stdin>")
+
+
+def test_a_bom_is_read_past_and_never_reaches_the_output(trained, tmp_path):
+    root, config = trained
+    record = read_jsonl(JUDGMENTS)[0]
+    plain = runner.invoke(app, ["summarize", "--config", str(config), "--use-generator", "never", "-"],
+                          input=json.dumps(record, ensure_ascii=False))
+    for body in (json.dumps(record, ensure_ascii=False), document_text(record)):
+        path = tmp_path / "bom.txt"
+        path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+        result = runner.invoke(app, ["summarize", "--config", str(config), "--use-generator", "never", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "\ufeff" not in result.stdout and result.stdout == plain.stdout
+        assert record["summary"][:20] not in result.stdout  # the record was read as JSON, not as text
+
+
+def test_summarize_a_directory_is_an_error(trained, tmp_path):
+    root, config = trained
+    result = runner.invoke(app, ["summarize", "--config", str(config), str(tmp_path)])
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {tmp_path}: is a directory")
+
+
+def test_a_long_judgment_says_how_many_clauses_were_dropped(trained, tmp_path):
+    root, config = trained
+    body = "，".join(document_text(r) for r in read_jsonl(JUDGMENTS) * 20)
+    result = runner.invoke(app, ["summarize", "--config", str(config), "--use-generator", "never", "-"], input=body)
+    assert result.exit_code == 0, result.output
+    assert "clauses; its first" in result.stderr and "were dropped (data.max_clauses 256)" in result.stderr
 
 
 def test_summarize_needs_an_extractor():

@@ -1,74 +1,130 @@
-"""``spaces evaluate``: mean per-document ROUGE F-scores and the CAIL score, joined by id.
+"""``spaces evaluate``: mean per-document ROUGE F-scores and the CAIL score, joined by id, and faithfulness.
 
 Predictions are held by id (they are short); references stream past and are scored one by one, so a
-reference file of whole judgments never sits in memory.
+reference file of whole judgments never sits in memory. Which field of a prediction is scored follows
+its record type: ``summary`` of summary records, ``extract`` of extracted or labeled records (they carry
+their reference only as ``reference``, so a stage file can never be scored against itself).
+When the references carry the judgments' text, the faithfulness figures (``faithfulness.py``) are
+computed against it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
-from spaces.progress import count_lines, progress
-from spaces.records import JsonlWriter, display_name, read_documents, write_json
-from spaces.rouge import Profile, Unit, cail_score, rouge, tokenize
+from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, faithfulness as faithfulness_of
+from spaces.progress import progress
+from spaces.records import (Document, JsonlWriter, UniqueIds, check_same_ids, count_records, display_name, document_from,
+                            file_sha256, read_jsonl, record_id, refuse_overwriting_inputs, write_json)
+from spaces.rouge import Unit, cail_score, score_texts
 
 KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
 
-def _some(ids: list[str], k: int = 3) -> str:
-    shown = ", ".join(repr(i) for i in ids[:k])
-    return shown + (f" and {len(ids) - k} more" if len(ids) > k else "")
+def prediction_field(path: Path | str) -> str:
+    """``extract`` for extracted or labeled records, ``summary`` otherwise (judged by the first record)."""
+    first = next(read_jsonl(path), None)
+    if first is None:
+        raise SpacesError("no predictions", display_name(path))
+    return "extract" if {"sentences", "extract"} <= set(first[1]) else "summary"
 
 
-def read_predictions(path: Path | str, data: DataConfig, field: str) -> dict[str, tuple[str, str]]:
-    """id -> (text, FILE:LINE) of every prediction; ids must be unique and the field a string."""
-    name = display_name(path)
-    out: dict[str, tuple[str, str]] = {}
-    for doc in read_documents(path, data.model_copy(update={"summary_field": field}),
-                              need_text=False, need_summary=True):
-        out[doc.id] = (doc.summary, doc.where)
+def read_predictions(path: Path | str, field: str | None = None) -> dict[str, tuple[str, str]]:
+    """id -> (text, FILE:LINE) of every prediction; ids unique, the field (default: by record type) a string."""
+    field = field or prediction_field(path)
+    name, ids, out = display_name(path), UniqueIds(), {}
+    for number, obj in read_jsonl(path):
+        where = f"{name}:{number}"
+        if "id" not in obj:
+            raise SpacesError("missing id field 'id'", where)
+        try:
+            pid = record_id(obj["id"], "id")
+        except ValueError as e:
+            raise SpacesError(str(e), where) from None
+        ids.add(pid, number, where)
+        if field not in obj:
+            hint = " (these are stage records: score 'extract')" if "extract" in obj else ""
+            raise SpacesError(f"missing prediction field {field!r}{hint}", where)
+        if not isinstance(obj[field], str):
+            raise SpacesError(f"prediction field {field!r} must be a string", where)
+        out[pid] = (obj[field], where)
     if not out:
         raise SpacesError("no predictions", name)
     return out
 
 
+def tokenizer_settings(unit: Unit, data: DataConfig) -> dict[str, Any]:
+    """What the word unit depends on: the same texts score 0.3191 or 0.3041 with or without the dictionary."""
+    if unit == "char":
+        return {"unit": "char"}
+    return {"unit": "word", "tokenizer": "jieba 0.42.1, HMM off",
+            "user_dict": str(Path(data.user_dict).resolve()) if data.user_dict else None,
+            "user_dict_sha256": file_sha256(data.user_dict) if data.user_dict else None}
+
+
+def score_document(hyp: str, ref: Document, unit: Unit, user_dict, faithfulness: bool = True) -> dict[str, Any]:
+    """One document's row: ROUGE-1/2/L and the CAIL score, then (given the judgment's text) faithfulness."""
+    row = {"id": ref.id, **score_texts(hyp, ref.summary, unit, user_dict)}
+    if faithfulness and ref.text:
+        row.update(faithfulness_of(hyp, ref.text, ref.summary, user_dict))
+    return row
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over documents: each ROUGE F, the CAIL score of those means, each faithfulness figure."""
+    n = len(rows)
+    metrics: dict[str, Any] = {"n": n, **{k: sum(r[k] for r in rows) / n for k in KEYS}}
+    metrics["main"] = cail_score(metrics)
+    if any(k in r for r in rows for k in FAITHFULNESS):
+        metrics["faithfulness"] = {k: _mean([r.get(k) for r in rows]) for k in FAITHFULNESS}
+    return metrics
+
+
 def evaluate(predictions: Path | str, references: Path | str, data: DataConfig, unit: Unit = "word",
              output: Path | str | None = None, per_document: Path | str | None = None,
-             prediction_field: str = "summary") -> dict:
-    """Score every reference's prediction; missing or extra ids are errors that name some of them."""
-    preds = read_predictions(predictions, data, prediction_field)
-    totals = dict.fromkeys(KEYS, 0.0)
-    n = 0
-    earlier: dict[str, dict] = {}  # scores a killed run already wrote to the per-document file
+             field: str | None = None, faithfulness: bool = True) -> dict:
+    """Score every reference's prediction; missing and extra ids are one error that names both."""
+    refuse_overwriting_inputs([output, per_document], [predictions, references, data.user_dict])
+    field = field or prediction_field(predictions)
+    preds = read_predictions(predictions, field)
+    ref_name = display_name(references)
+    ref_ids = [doc.id for doc in read_references(references, data, need_text=False)]
+    if not ref_ids:
+        raise SpacesError("no references", ref_name)
+    check_same_ids(preds, ref_ids, display_name(predictions), ref_name)
+    rows: list[dict] = []
+    earlier: dict[str, dict] = {}  # rows a killed run already wrote to the per-document file
     per_doc = JsonlWriter(per_document, on_resumed=lambda r: earlier.__setitem__(r["id"], r)) if per_document else None
     with per_doc or nullcontext():
-        docs = read_documents(references, data, need_text=False, need_summary=True)
-        for ref in progress(docs, count_lines(references), desc="evaluate"):
-            if ref.id not in preds:
-                raise SpacesError(f"no prediction for id {ref.id!r} in {display_name(predictions)}", ref.where)
-            hyp, _ = preds.pop(ref.id)
-            scores = earlier.pop(ref.id, None)
-            if scores is None:
-                scores = rouge(Profile.of(tokenize(hyp, unit, data.user_dict)),
-                               Profile.of(tokenize(ref.summary, unit, data.user_dict)))
-                scores["main"] = cail_score(scores)
+        for ref in progress(read_references(references, data, need_text=faithfulness), count_records(references),
+                            desc="evaluate"):
+            row = earlier.pop(ref.id, None)
+            if row is None:
+                row = score_document(preds[ref.id][0], ref, unit, data.user_dict, faithfulness)
                 if per_doc:
-                    per_doc.write({"id": ref.id, **scores})
-            for key in KEYS:
-                totals[key] += scores[key]
-            n += 1
-        if preds:
-            extra = list(preds)
-            raise SpacesError(f"{len(extra)} prediction(s) have no reference in {display_name(references)}: "
-                              f"{_some(extra)}", preds[extra[0]][1])
-    if n == 0:
-        raise SpacesError("no references", display_name(references))
-    metrics = {"n": n, "unit": unit, **{k: totals[k] / n for k in KEYS}}
-    metrics["main"] = cail_score(metrics)
+                    per_doc.write(row)
+            rows.append(row)
+    metrics = {**aggregate(rows), "prediction_field": field, **tokenizer_settings(unit, data)}
     if output is not None:
         write_json(output, metrics)
     return metrics
 
+
+def read_references(path: Path | str, data: DataConfig, need_text: bool) -> Iterator[Document]:
+    """Reference documents (summary required); the text when asked for and present."""
+    name, ids = display_name(path), UniqueIds()
+    for number, obj in read_jsonl(path):
+        where = f"{name}:{number}"
+        doc = document_from(obj, data, where, need_text=need_text and data.text_field in obj, need_summary=True)
+        ids.add(doc.id, number, where)
+        yield doc

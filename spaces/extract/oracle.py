@@ -19,9 +19,11 @@ from pathlib import Path
 
 from spaces.config import DataConfig, ExtractConfig
 from spaces.errors import SpacesError
-from spaces.progress import available_cores, batched, count_lines, progress
-from spaces.records import Document, JsonlWriter, read_documents
+from spaces.extract.sections import document_clauses
+from spaces.progress import available_cores
+from spaces.records import Document, LabeledRecord, read_documents
 from spaces.rouge import Profile, cail_score, rouge, score_texts, tokenize
+from spaces.stream import map_records
 from spaces.text import split_clauses, words
 
 
@@ -53,19 +55,17 @@ def oracle_labels(clauses: Sequence[str], summary_clauses: Sequence[str]) -> lis
     return sorted(matched)
 
 
-def label_document(doc: Document, data: DataConfig) -> dict:
-    """The labeled record of one document (DESIGN.md), with its oracle extract's word-level CAIL score."""
-    clauses = split_clauses(doc.text, data.max_clauses)
-    if not clauses:
-        raise SpacesError("the document has no text", doc.where)
+def label_document(doc: Document, data: DataConfig) -> LabeledRecord:
+    """The labeled record of one document, with its oracle extract's word-level CAIL score."""
+    clauses, roles, dropped = document_clauses(doc, data.max_clauses)
     summary_clauses = split_clauses(doc.summary or "")
     if not summary_clauses:
         raise SpacesError("the summary is empty: nothing to label against", doc.where)
     labels = oracle_labels(clauses, summary_clauses)
     extract = "".join(clauses[i] for i in labels)
     score = score_texts(extract, doc.summary, "word", data.user_dict)["main"]
-    return {"id": doc.id, "sentences": clauses, "labels": labels, "extract": extract,
-            "summary": doc.summary, "score": score}
+    return LabeledRecord(id=doc.id, sentences=clauses, labels=labels, extract=extract, reference=doc.summary,
+                         score=score, roles=roles, dropped_clauses=dropped)
 
 
 @dataclass
@@ -77,7 +77,7 @@ class OracleRun:
 
 
 def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, workers: int | None = None,
-               skip_empty: bool = False) -> OracleRun:
+               skip_empty: bool = False, allow_empty: bool = False) -> OracleRun:
     """``spaces extract oracle``: label every document of ``input`` into ``output``.
 
     An empty document or summary is an error, or with ``skip_empty`` left out and counted.
@@ -87,25 +87,16 @@ def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, wor
         raise SpacesError("--workers must be at least 1")
     words("", config.data.user_dict)  # load jieba once here: forked workers inherit it
     scores: list[float] = []
-    skipped = 0
+    label = partial(label_document, data=config.data)
+    with (multiprocessing.Pool(workers) if workers > 1 else nullcontext()) as pool:
 
-    def wanted(doc: Document) -> bool:
-        nonlocal skipped
-        if skip_empty and not (doc.text.strip() and doc.summary.strip()):
-            skipped += 1
-            return False
-        return doc.id not in out.done
+        def work(batch: list[Document]):
+            for record in (pool.imap(label, batch, chunksize=4) if pool else map(label, batch)):
+                scores.append(record.score)
+                yield record
 
-    with JsonlWriter(output, on_resumed=lambda r: scores.append(r["score"])) as out:
-        resumed = len(scores)
-        docs = filter(wanted, read_documents(input, config.data, need_summary=True))
-        label = partial(label_document, data=config.data)
-        total = count_lines(input)
-        with progress(None, total=total and total - resumed, desc="oracle") as bar, \
-                (multiprocessing.Pool(workers) if workers > 1 else nullcontext()) as pool:
-            for batch in batched(docs, 16 * workers):
-                for record in (pool.imap(label, batch, chunksize=4) if pool else map(label, batch)):
-                    out.write(record)
-                    scores.append(record["score"])
-                    bar.update()
-    return OracleRun(len(scores) - resumed, resumed, skipped, sum(scores) / len(scores) if scores else 0.0)
+        run = map_records(lambda: read_documents(input, config.data, need_summary=True), input, output, work,
+                          desc="oracle", batch_size=16 * workers,
+                          skip=(lambda d: not (d.text.strip() and d.summary.strip())) if skip_empty else None,
+                          on_resumed=lambda r: scores.append(r["score"]), allow_empty=allow_empty)
+    return OracleRun(run.written, run.resumed, run.skipped, sum(scores) / len(scores) if scores else 0.0)

