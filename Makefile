@@ -50,6 +50,8 @@ reproduce-cail: install
 	  --output $(RUN_DIR)/test-extracted.jsonl
 	$(SPACES) generate predict --model $(RUN_DIR)/generator/model-best --input $(RUN_DIR)/test-extracted.jsonl \
 	  --output $(RUN_DIR)/test-generated.jsonl
+	$(SPACES) generate predict --model $(RUN_DIR)/generator/model-best --input $(RUN_DIR)/test-extracted.jsonl \
+	  --output $(RUN_DIR)/test-generated-free.jsonl --decode.copy_numbers false
 	$(SPACES) summarize --extractor $(RUN_DIR)/extractor --generator $(RUN_DIR)/generator/model-best \
 	  --use-generator auto --input $(RUN_DIR)/test.jsonl --output $(RUN_DIR)/test-summarized.jsonl
 	$(SPACES) extract oracle --input $(RUN_DIR)/test.jsonl --output $(RUN_DIR)/test-oracle.jsonl \
@@ -59,10 +61,12 @@ reproduce-cail: install
 	$(EVAL) --predictions $(RUN_DIR)/test-oracle.jsonl --output $(RUN_DIR)/metrics-oracle.json
 	$(EVAL) --predictions $(RUN_DIR)/test-extracted.jsonl --output $(RUN_DIR)/metrics-extract.json
 	$(EVAL) --predictions $(RUN_DIR)/test-generated.jsonl --output $(RUN_DIR)/metrics-generate.json
+	$(EVAL) --predictions $(RUN_DIR)/test-generated-free.jsonl --output $(RUN_DIR)/metrics-generate-free.json
 	$(EVAL) --predictions $(RUN_DIR)/test-summarized.jsonl --output $(RUN_DIR)/metrics-summarize.json
 	$(BIN)/python scripts/report.py $(RUN_DIR) "Lead (300 chars)=$(RUN_DIR)/metrics-lead.json" \
 	  "oracle extract (upper bound)=$(RUN_DIR)/metrics-oracle.json" \
 	  "extract only=$(RUN_DIR)/metrics-extract.json" "generator=$(RUN_DIR)/metrics-generate.json" \
+	  "generator without the number rule=$(RUN_DIR)/metrics-generate-free.json" \
 	  "summarize (auto)=$(RUN_DIR)/metrics-summarize.json"
 	$(SPACES) report --references $(RUN_DIR)/test.jsonl --extracted $(RUN_DIR)/test-extracted.jsonl \
 	  --user-dict $(CAIL_DIR)/user_dict.txt --title "CAIL2020, held-out records" --output $(RUN_DIR)/report.html \

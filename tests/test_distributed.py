@@ -99,8 +99,14 @@ def test_a_killed_two_process_run_resumes_without_redoing_its_records(tmp_path, 
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
+    import psutil  # the launcher starts its workers in sessions of their own: kill the whole tree
+
+    launcher = psutil.Process(proc.pid)
+    processes = [*launcher.children(recursive=True), launcher]
+    for p in processes:
+        p.send_signal(signal.SIGKILL)
     proc.wait()
+    psutil.wait_procs(processes, timeout=30)
     marked = set()
     for shard in shards:  # mark every complete record: a recomputed one would lose its mark
         lines = shard.read_bytes().split(b"\n")

