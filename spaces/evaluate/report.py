@@ -169,7 +169,8 @@ def write_report(systems: dict[str, Path], references: Path, output: Path, data:
                     f'<details><summary><code>{html.escape(ref.id)}</code> <span class="len">{len(ref.text)} chars'
                     f'</span> {badges}</summary>{"".join(parts)}</details></section>')
 
-    options = "".join(f'<option value="{k}">S{k + 1}: {html.escape(n)}</option>' for k, n in enumerate(names))
+    options = "".join(f'<option value="{k}"{" selected" if k == len(names) - 1 else ""}>S{k + 1}: {html.escape(n)}'
+                      "</option>" for k, n in enumerate(names))  # the last system (the one under review) sorts
     page = PAGE.format(
         title=html.escape(title), style=STYLE, script=SCRIPT.replace("PAGE_SIZE", str(PAGE_SIZE)),
         n=len(refs), systems=len(names), table="".join(table), plots=_plots(names, rows, lengths),
