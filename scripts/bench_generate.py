@@ -130,8 +130,10 @@ def main() -> int:
     cfg = DecodeConfig(num_beams=3, max_new_tokens=args.new_tokens, copy_constraint=True, no_repeat_ngram_size=0,
                        min_new_tokens=args.new_tokens)
     docs = args.decode_docs
+    ids, mask = pad_sources([(body * 2)[i * 97: i * 97 + args.source - 1] + [codec.eos_id] for i in range(docs)],
+                            codec.pad_id)
     start = time.perf_counter()
-    out = beam_search(model, batch[0][:docs], batch[1][:docs], cfg)
+    out = beam_search(model, ids.to(args.device), mask.to(args.device), cfg)
     seconds = time.perf_counter() - start
     new = sum(len(o) for o in out)
     print(f"  decode, {docs} documents x beam 3, copy constraint: {new} new tokens in {seconds:.2f} s, "

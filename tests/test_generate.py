@@ -268,12 +268,14 @@ class LoopingModel(torch.nn.Module):
         return logits, torch.zeros(rows, 1, 3), self._Cache()
 
 
-def test_no_output_repeats_a_unit_four_times(tokenizer):
-    """A model that wants nothing but '原' still never writes it four times in a row."""
+@pytest.mark.parametrize("top_k", [10, 1])
+def test_no_output_repeats_a_unit_four_times(tokenizer, top_k):
+    """A model that wants nothing but '原' still never writes it four times in a row; with top_k 1 the ban
+    must come before the top-k cut, or the one token left is banned and the beam has nothing to write."""
     codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
     model = LoopingModel(codec, tokenizer.convert_tokens_to_ids("原"), tokenizer.convert_tokens_to_ids("告"))
     ids = torch.tensor([codec.encode("原告原原被告", 20)])
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=30, copy_constraint=False, no_repeat_ngram_size=0)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=30, copy_constraint=False, no_repeat_ngram_size=0, top_k=top_k)
     (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
     text = codec.decode(seq)
     assert len(text) == 30 and "原原原" in text and not degenerate(text), text

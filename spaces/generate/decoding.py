@@ -2,10 +2,10 @@
 
 One object per decoding rule. The copy constraint (``copy.CopyConstraint``) masks the logits with
 what each beam may copy; everything else is a ``LogitsProcessor`` applied to the log-probabilities, in
-this order: repetition penalty, n-gram blocking, minimum length, no padding, sparse top-k
-(``TopKLogitsWarper`` + ``LogitNormalization``: only the k best keep mass, renormalised) and
-``NoRepeatedUnit`` (no unit ever four times in a row). The beam bookkeeping is HF's own: with the
-constraint off, ``beam_search`` and ``generate`` with the same processors give the same tokens.
+this order: repetition penalty, n-gram blocking, minimum length, no padding, ``NoRepeatedUnit`` (no
+unit ever four times in a row) and sparse top-k (``TopKLogitsWarper`` + ``LogitNormalization``: only the
+k best keep mass, renormalised). The beam bookkeeping is HF's own: with the constraint off,
+``beam_search`` and ``generate`` with the same processors give the same tokens.
 """
 
 from __future__ import annotations
@@ -27,25 +27,30 @@ class NoRepeatedUnit(LogitsProcessor):
     """Ban a token whose text would end the output in one unit repeated ``MAX_REPEATS + 1`` times
     ("看看看看", "驳回原告的，驳回原告的，…"): the degenerate loops of a small generator, ruled out.
 
-    Placed after the top-k warper, it checks only the k candidates still alive in each row.
+    It checks each row's ``candidates`` best tokens only (placed before the top-k warper, with room to
+    spare, so the k tokens that survive it are never all banned and no beam is left with nothing).
     """
 
-    def __init__(self, pieces: list[str], window: int = 4 * MAX_UNIT):
-        self.pieces, self.window = pieces, window
+    def __init__(self, pieces: list[str], candidates: int, window: int = 4 * MAX_UNIT):
+        self.pieces, self.candidates, self.window = pieces, candidates, window
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        alive = (scores > NEG_INF).nonzero().tolist()
-        tails: dict[int, str] = {}
+        top = scores.topk(min(self.candidates, scores.size(-1)), dim=-1)
         banned_rows, banned_cols = [], []
-        for row, token in alive:
-            if row not in tails:
-                tails[row] = "".join(self.pieces[t] for t in input_ids[row, -self.window:].tolist()
-                                     if t < len(self.pieces))
-            piece = self.pieces[token] if token < len(self.pieces) else ""
-            tail = tails[row]
-            if piece and any(repeats_at_end(tail + piece[:k]) for k in range(1, len(piece) + 1)):
-                banned_rows.append(row)
-                banned_cols.append(token)
+        for row, (values, tokens) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            tail = None
+            for value, token in zip(values, tokens):
+                if value == NEG_INF:
+                    break
+                piece = self.pieces[token] if token < len(self.pieces) else ""
+                if not piece:
+                    continue
+                if tail is None:
+                    tail = "".join(self.pieces[t] for t in input_ids[row, -self.window:].tolist()
+                                   if t < len(self.pieces))
+                if any(repeats_at_end(tail + piece[:k]) for k in range(1, len(piece) + 1)):
+                    banned_rows.append(row)
+                    banned_cols.append(token)
         if banned_rows:
             scores = scores.clone()
             scores[banned_rows, banned_cols] = NEG_INF
@@ -64,9 +69,9 @@ def decode_processors(cfg: DecodeConfig, eos_id: int, pad_id: int, pieces: list[
         processors.append(MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=1, min_new_tokens=cfg.min_new_tokens,
                                                             eos_token_id=eos_id, device=str(device)))
     processors.append(SuppressTokensLogitsProcessor([pad_id], device=str(device)))
-    processors.append(TopKLogitsWarper(cfg.top_k))
     if pieces is not None:
-        processors.append(NoRepeatedUnit(pieces))
+        processors.append(NoRepeatedUnit(pieces, candidates=4 * cfg.top_k))
+    processors.append(TopKLogitsWarper(cfg.top_k))
     processors.append(LogitNormalization())
     return processors
 
