@@ -123,6 +123,14 @@ class TextCodec:
                 out[i] = self._surface(token)
         return out
 
+    @cached_property
+    def byte_values(self) -> dict[int, int]:
+        """Byte-fallback pieces (``<0xE7>``: a character the vocabulary lacks, written byte by byte): id -> byte."""
+        if self.kind not in ("Unigram", "BPE") or self.tokenizer.backend_tokenizer.decoder is None:
+            return {}
+        return {i: int(token[3:5], 16) for token, i in self.vocab.items()
+                if len(token) == 6 and token.startswith("<0x") and token.endswith(">") and i not in self.special_ids}
+
     def _surface(self, token: str) -> str:
         if self.kind in ("WordPiece", "WordLevel"):
             return token.removeprefix("##")

@@ -98,8 +98,8 @@ NUMERALS = set("零〇一二两三四五六七八九十百千万亿") | set("012
 class NumberRule:
     """Numbers and statute titles come whole from the judgment (beyond SPACES): a number (Arabic or Chinese),
     a 《 》 or a 第 is written only inside a copied span, and a copied number is a whole number of the source
-    (its span starts where a number starts and does not stop before the number ends), so an amount, a date
-    or an article number is never the model's invention nor a splice of two."""
+    (its span starts where a number starts and goes on to the token after the number), so an amount, a date
+    or an article number is never the model's invention, nor a splice of two, nor given another unit."""
 
     numeric: torch.Tensor  # [vocab] bool: tokens made of digits and Chinese numerals
     copy_only: torch.Tensor  # [vocab] bool: numbers, tokens with a digit or a title bracket, tokens starting with 第
@@ -179,8 +179,9 @@ class CopyConstraint:
                 in_number[i] = self.span_len[i] > 0 and last < len(numeric) and bool(numeric[last])  # copied
                 src = self.sources[self.doc_of[i]]
                 ends = [p for p in self.span_ends[i] if p + 1 < len(src.tokens)]
-                if in_number[i] and ends and all(numeric[src.tokens[p + 1]] for p in ends):
-                    labels[i] = COPY_CONTINUE  # a copied number is not cut short
+                if in_number[i] and ends:
+                    labels[i] = COPY_CONTINUE  # a copied number is not cut short, and keeps what follows it in
+                    # the source (its unit: 一 copied from 一案 and followed by 款 would make a number, 一款)
                 elif self.in_title[i] and ends:
                     labels[i] = COPY_CONTINUE  # nor a copied statute title
         keep = torch.ones(self.rows, self.source_tokens.size(1), dtype=torch.bool, device=copy_logits.device)
@@ -212,10 +213,13 @@ class CopyConstraint:
         self.step_labels = labels
         return keep
 
-    def release(self, rows: list[int]) -> None:
-        """These beams take this step unconstrained (nothing the constraint allows survives the other rules)."""
+    def release(self, rows: list[int]) -> torch.Tensor:
+        """These beams stop copying this step (nothing the constraint allows survives the other rules);
+        returns the [rows, vocab] mask of what they may take: anything but what only a copy may write."""
         for i in rows:
             self.step_labels[i] = NOT_COPIED
+        keep = torch.ones(len(rows), self.source_tokens.size(1), dtype=torch.bool, device=self.source_tokens.device)
+        return keep if self.numbers is None else keep & ~self.numbers.copy_only
 
     def advance(self, beam_idx: list[int], tokens: list[int]) -> None:
         """Row k continues beam ``beam_idx[k]`` with ``tokens[k]`` (the search's reordering)."""

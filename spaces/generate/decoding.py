@@ -2,8 +2,8 @@
 
 One object per decoding rule. The copy constraint (``copy.CopyConstraint``) masks the logits with
 what each beam may copy; everything else is a ``LogitsProcessor`` applied to the log-probabilities, in
-this order: repetition penalty, n-gram blocking, minimum length, no padding, ``NoRepeatedUnit`` (no
-unit ever four times in a row) and sparse top-k (``TopKLogitsWarper`` + ``LogitNormalization``: only the
+this order: repetition penalty, n-gram blocking, minimum length, no padding, ``WholeCharacters`` (byte
+pieces only as whole UTF-8 characters), ``NoRepeatedUnit`` (no unit ever four times in a row) and sparse top-k (``TopKLogitsWarper`` + ``LogitNormalization``: only the
 k best keep mass, renormalised). The beam bookkeeping is HF's own: with the constraint off,
 ``beam_search`` and ``generate`` with the same processors give the same tokens.
 """
@@ -57,8 +57,62 @@ class NoRepeatedUnit(LogitsProcessor):
         return scores
 
 
+def _utf8_lead(value: int) -> tuple[int, range]:
+    """Continuation bytes a character starting with ``value`` needs, and the range its second byte takes."""
+    if 0xC2 <= value <= 0xDF:
+        return 1, range(0x80, 0xC0)
+    if 0xE0 <= value <= 0xEF:
+        return 2, range(0xA0, 0xC0) if value == 0xE0 else range(0x80, 0xA0) if value == 0xED else range(0x80, 0xC0)
+    if 0xF0 <= value <= 0xF4:
+        return 3, range(0x90, 0xC0) if value == 0xF0 else range(0x80, 0x90) if value == 0xF4 else range(0x80, 0xC0)
+    return 0, range(0)
+
+
+class WholeCharacters(LogitsProcessor):
+    """Byte-fallback pieces only in runs that make whole UTF-8 characters: a character once begun is finished
+    (before anything else, the end included), and no run starts on a continuation or an invalid byte.
+
+    A stray or unfinished byte decodes to nothing and takes its neighbours' bytes with it, so the text
+    around it joins: "3", <0x87>, "1.5" reads 31.5, a number the judgment never wrote.
+    """
+
+    def __init__(self, byte_values: dict[int, int]):
+        self.value = byte_values
+        self.by_value = {v: i for i, v in byte_values.items()}
+        self.never_first = torch.tensor([i for i, v in byte_values.items() if _utf8_lead(v)[0] == 0 and v >= 0x80])
+
+    def _next_bytes(self, row: list[int]) -> range | None:
+        """The byte values that may come next in a row that ends inside a character, else None."""
+        seen = 0
+        for token in reversed(row[-4:]):
+            value = self.value.get(token)
+            if value is None:
+                return None
+            if 0x80 <= value < 0xC0:
+                seen += 1
+                continue
+            need, second = _utf8_lead(value)
+            if seen >= need:
+                return None
+            return second if seen == 0 else range(0x80, 0xC0)
+        return None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        out = scores.clone()
+        out[:, self.never_first.to(scores.device)] = NEG_INF
+        for r, row in enumerate(input_ids[:, -4:].tolist()):
+            allowed = self._next_bytes(row)
+            if allowed is not None:
+                keep = torch.tensor([self.by_value[v] for v in allowed if v in self.by_value], dtype=torch.long,
+                                    device=scores.device)
+                out[r] = NEG_INF
+                out[r, keep] = scores[r, keep]
+        return out
+
+
 def decode_processors(cfg: DecodeConfig, eos_id: int, pad_id: int, pieces: list[str] | None,
-                      device: str | torch.device = "cpu") -> LogitsProcessorList:
+                      device: str | torch.device = "cpu", byte_values: dict[int, int] | None = None
+                      ) -> LogitsProcessorList:
     """The logits processors of a decode config (shared by our beam search and HF's ``generate``)."""
     processors = LogitsProcessorList()
     if cfg.repetition_penalty != 1.0:
@@ -69,6 +123,8 @@ def decode_processors(cfg: DecodeConfig, eos_id: int, pad_id: int, pieces: list[
         processors.append(MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=1, min_new_tokens=cfg.min_new_tokens,
                                                             eos_token_id=eos_id, device=str(device)))
     processors.append(SuppressTokensLogitsProcessor([pad_id], device=str(device)))
+    if byte_values:
+        processors.append(WholeCharacters(byte_values))
     if pieces is not None:
         processors.append(NoRepeatedUnit(pieces, candidates=4 * cfg.top_k))
     processors.append(TopKLogitsWarper(cfg.top_k))
@@ -89,7 +145,9 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
     B, K = input_ids.size(0), cfg.num_beams
     eos, pad, start = model.eos_id, model.pad_id, model.config.decoder_start_token_id
     if processors is None:
-        processors = decode_processors(cfg, eos, pad, model.codec.pieces if model.codec is not None else None, device)
+        codec = model.codec
+        processors = decode_processors(cfg, eos, pad, codec.pieces if codec else None, device,
+                                       codec.byte_values if codec else None)
     ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
     if len(ngram_free) == len(processors):
         ngram_free = processors
@@ -128,14 +186,16 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
             masked = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
             logprobs = processors(tokens, masked)
             # where n-gram blocking leaves a live beam nothing it may copy, copying wins (a statute's title is
-            # copied again whole); where the other rules still leave nothing, the constraint yields
+            # copied again whole); where the other rules still leave nothing, the beam stops copying, but the
+            # number rule never yields (it is the other rules that do, if they leave nothing even then)
             stuck = _stuck(logprobs, beam_scores)
             if len(stuck) and ngram_free is not processors:
                 logprobs[stuck] = ngram_free(tokens[stuck], masked[stuck])
                 stuck = _stuck(logprobs, beam_scores)
             if len(stuck):
-                logprobs[stuck] = processors(tokens[stuck], torch.log_softmax(logits[stuck], dim=-1))
-                constraint.release(stuck.tolist())
+                free = torch.log_softmax(logits[stuck].masked_fill(~constraint.release(stuck.tolist()), NEG_INF), -1)
+                ruled = processors(tokens[stuck], free.clone())
+                logprobs[stuck] = torch.where(torch.isfinite(ruled).any(-1, keepdim=True), ruled, free)
 
         scores = (beam_scores[:, None] + logprobs).view(B, K * vocab)
         top_scores, top_idx = scores.topk(2 * K, dim=1)
