@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from spaces.evaluate.faithfulness import (chinese_value, citation_spans, citations, copy_rate, faithfulness,
-                                          novel_bigrams, number_spans, numbers)
+from spaces.evaluate.faithfulness import citation_spans, citations, copy_rate, faithfulness, novel_bigrams
+from spaces.numbers import chinese_value, number_spans, numbers
 from tests.conftest import JUDGMENTS, read_jsonl
 
 runner = CliRunner()

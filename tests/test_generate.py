@@ -17,6 +17,7 @@ from spaces.generate.model import CopyGenerator
 from spaces.generate.sparse_softmax import sparse_log_softmax, sparse_softmax_cross_entropy
 from spaces.generate.train import compute_loss, ema_decay
 from spaces.generate.vocab import add_compound_words, prune_vocab, train_tokenizer
+from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 from spaces.text import degenerate
 from tests.conftest import JUDGMENTS, document_text, read_jsonl
@@ -298,6 +299,24 @@ def test_a_beam_that_must_stop_copying_still_invents_no_number(tokenizer):
     assert text.startswith("元元元") and "五" not in text, text
 
 
+def test_a_piece_that_holds_a_number_is_copied_only_with_the_whole_number(tokenizer):
+    """Compound pieces hold numbers (五十三条, 十日内): 五十三条 is the tail of 第二百五十三条 in the source, so
+    copying it alone would write 53, and 十日内 is no copy at all; the model wants exactly those."""
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_tokens(["五十三条", "第二百", "十日内"])
+    codec = TextCodec.for_model(tok, tiny_mt5(len(tok)).config)
+    model = LoopingModel(codec, tok.convert_tokens_to_ids("五十三条"), tok.convert_tokens_to_ids("十日内"))
+    source = "依照第二百五十三条判决"
+    ids = torch.tensor([codec.encode(source, 20)])
+    assert "五十三条" in [codec.pieces[i] for i in ids[0].tolist()]
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=10, copy_constraint=True, no_repeat_ngram_size=0)
+    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
+    text = codec.decode(seq)
+    assert set(numbers(text)) <= {"253"} and "十日内" not in text, text
+
+
 def train_tiny(tokenizer, records, steps=400):
     config = GenerateConfig.model_validate({"train": {"sparse_top_k": 10}})
     model = generator(tokenizer, d_model=64)
@@ -343,8 +362,6 @@ def test_tiny_mt5_overfits_and_reproduces_targets_with_the_constraint(overfit):
 def test_every_number_written_is_a_whole_number_of_the_source(tokenizer, seed, start_bias, continue_bias):
     """With the number rule, a summary's numbers (Arabic or Chinese) are numbers its source holds, and
     no byte piece is lost (the fixture tokenizer writes 率 as three byte pieces)."""
-    from spaces.evaluate.faithfulness import numbers
-
     model = generator(tokenizer, seed=seed % 5).eval()
     with torch.no_grad():
         model.copy_head.bias.copy_(torch.tensor([0.0, start_bias, continue_bias]))

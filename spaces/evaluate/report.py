@@ -19,8 +19,9 @@ from typing import Any
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
-from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, citation_spans, citations, copied_spans, number_spans, numbers
+from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, citation_spans, citations, copied_spans
 from spaces.evaluate.metrics import aggregate, read_predictions, read_references, score_document
+from spaces.numbers import number_spans, numbers
 from spaces.records import ExtractedRecord, check_same_ids, display_name, read_records
 
 PAGE_SIZE = 25

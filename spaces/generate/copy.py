@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from spaces.numbers import CHINESE_NUMERALS, numbers
+
 NOT_COPIED, COPY_START, COPY_CONTINUE = 0, 1, 2
 
 
@@ -91,7 +93,7 @@ class SourceIndex:
         return tuple(p + 1 for p in ends if p + 1 < n and self.tokens[p + 1] == token)
 
 
-NUMERALS = set("零〇一二两三四五六七八九十百千万亿") | set("0123456789０１２３４５６７８９.．")  # 1.5 is one number
+NUMERALS = set(CHINESE_NUMERALS) | set("0123456789０１２３４５６７８９.．")  # 1.5 is one number
 
 
 @dataclass
@@ -99,10 +101,15 @@ class NumberRule:
     """Numbers and statute titles come whole from the judgment (beyond SPACES): a number (Arabic or Chinese),
     a 《 》 or a 第 is written only inside a copied span, and a copied number is a whole number of the source
     (its span starts where a number starts and goes on to the token after the number), so an amount, a date
-    or an article number is never the model's invention, nor a splice of two, nor given another unit."""
+    or an article number is never the model's invention, nor a splice of two, nor given another unit.
 
-    numeric: torch.Tensor  # [vocab] bool: tokens made of digits and Chinese numerals
-    copy_only: torch.Tensor  # [vocab] bool: numbers, tokens with a digit or a title bracket, tokens starting with 第
+    Pieces can hold a number and more (五十三条, 十日内, 万元 in a vocabulary with compound words): a piece
+    that starts with a numeral starts a number, one that ends with a numeral leaves one open, and any piece
+    that holds a number is copy-only."""
+
+    leads: torch.Tensor  # [vocab] bool: tokens whose text starts with a numeral (第 aside): they start a number
+    trails: list[bool]  # tokens whose text ends with a numeral: a number is open after them
+    copy_only: torch.Tensor  # [vocab] bool: tokens with a numeral that may be a number, a title bracket or 第
     ordinal: torch.Tensor  # [vocab] bool: tokens that start with 第
     ordinals: set[int]  # tokens that end with 第
     titles: set[int]  # tokens that end with 》
@@ -110,15 +117,20 @@ class NumberRule:
 
     @classmethod
     def of(cls, pieces: list[str], vocab_size: int, device) -> NumberRule:
-        numeric = torch.zeros(vocab_size, dtype=torch.bool)
+        leads = torch.zeros(vocab_size, dtype=torch.bool)
+        trails = [False] * vocab_size
         copy_only = torch.zeros(vocab_size, dtype=torch.bool)
         ordinal = torch.zeros(vocab_size, dtype=torch.bool)
         ordinals, titles, opens = set(), set(), set()
         for i, piece in enumerate(pieces[:vocab_size]):
             text = piece.strip()
+            if not text:
+                continue
             digits = text.removeprefix("第")  # a piece such as 第二 is an article number already
-            numeric[i] = bool(digits) and set(digits) <= NUMERALS
-            copy_only[i] = numeric[i] or any(c.isdigit() or c in "《》" for c in text) or text.startswith("第")
+            leads[i] = digits[:1] in NUMERALS
+            trails[i] = text[-1] in NUMERALS
+            copy_only[i] = (leads[i] or trails[i] or text[0] == "第" or any(c.isdigit() or c in "《》" for c in text)
+                            or (any(c in NUMERALS for c in text) and bool(numbers(text))))
             ordinal[i] = text.startswith("第")
             if text.endswith("第"):
                 ordinals.add(i)
@@ -126,12 +138,12 @@ class NumberRule:
                 titles.add(i)
             if text.rfind("《") > text.rfind("》"):
                 opens.add(i)
-        return cls(numeric.to(device), copy_only.to(device), ordinal.to(device), ordinals, titles, opens)
+        return cls(leads.to(device), trails, copy_only.to(device), ordinal.to(device), ordinals, titles, opens)
 
     def number_starts(self, tokens: list[int]) -> set[int]:
         """Positions of a source where a number starts."""
-        numeric = self.numeric.tolist()
-        return {p for p, t in enumerate(tokens) if numeric[t] and (p == 0 or not numeric[tokens[p - 1]])}
+        leads, trails = self.leads.tolist(), self.trails
+        return {p for p, t in enumerate(tokens) if leads[t] and (p == 0 or not trails[tokens[p - 1]])}
 
 
 class CopyConstraint:
@@ -160,7 +172,7 @@ class CopyConstraint:
         if numbers is not None:  # a span may start on a numeral only where a number starts in the source
             self.number_starts = [numbers.number_starts(src.tokens) for src in self.sources]
             for b, src in enumerate(self.sources):
-                self.source_tokens[b] &= ~numbers.numeric
+                self.source_tokens[b] &= ~numbers.leads
                 self.source_tokens[b, [src.tokens[p] for p in self.number_starts[b]]] = True
         self.span_len = [0] * self.rows
         self.span_ends: list[tuple[int, ...]] = [()] * self.rows
@@ -174,9 +186,9 @@ class CopyConstraint:
         labels = copy_decisions(copy_logits, self.span_len)
         in_number = [False] * self.rows
         if self.numbers is not None:
-            numeric = self.numbers.numeric
+            trails = self.numbers.trails
             for i, last in enumerate(last_tokens):
-                in_number[i] = self.span_len[i] > 0 and last < len(numeric) and bool(numeric[last])  # copied
+                in_number[i] = self.span_len[i] > 0 and last < len(trails) and trails[last]  # copied, still open
                 src = self.sources[self.doc_of[i]]
                 ends = [p for p in self.span_ends[i] if p + 1 < len(src.tokens)]
                 if in_number[i] and ends:
@@ -207,7 +219,7 @@ class CopyConstraint:
             keep[free] &= ~rule.copy_only
             not_copying = free + start_rows
             no_numeral = [i for i in not_copying if in_number[i] or last_tokens[i] in rule.ordinals]
-            keep[no_numeral] &= ~rule.numeric  # no number glued to another, none invented after 第
+            keep[no_numeral] &= ~rule.leads  # no number glued to another, none invented after 第
             after_title = [i for i in not_copying if last_tokens[i] in rule.titles]
             keep[after_title] &= ~rule.ordinal  # a statute's article continues its copied title
         self.step_labels = labels
@@ -236,7 +248,7 @@ class CopyConstraint:
             elif label == COPY_START:
                 span_len.append(1)
                 ends = source.positions.get(tok, ())
-                if self.numbers is not None and bool(self.numbers.numeric[tok]):  # a number from its start only
+                if self.numbers is not None and bool(self.numbers.leads[tok]):  # a number from its start only
                     ends = tuple(p for p in ends if p in self.number_starts[self.doc_of[src]])
                 span_ends.append(ends)
             else:

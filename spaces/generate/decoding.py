@@ -10,6 +10,8 @@ k best keep mass, renormalised). The beam bookkeeping is HF's own: with the cons
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from transformers import (LogitNormalization, LogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
                           NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
@@ -132,6 +134,18 @@ def decode_processors(cfg: DecodeConfig, eos_id: int, pad_id: int, pieces: list[
     return processors
 
 
+_RULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def number_rule(codec, vocab_size: int, device) -> NumberRule:
+    """The codec's number rule, built once (a 250k vocabulary takes seconds) rather than per batch."""
+    key = (vocab_size, str(device))
+    rules = _RULES.setdefault(codec, {})
+    if key not in rules:
+        rules[key] = NumberRule.of(codec.pieces, vocab_size, device)
+    return rules[key]
+
+
 def _stuck(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> torch.Tensor:
     """Rows of live beams left without any finite log-probability."""
     return (~torch.isfinite(logprobs).any(-1) & (beam_scores > NEG_INF)).nonzero().flatten()
@@ -160,7 +174,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
         sources = [[t for t in row[mask.bool()].tolist() if t not in (eos, pad)]
                    for row, mask in zip(input_ids, attention_mask)]
         vocab = model.seq2seq.get_output_embeddings().weight.size(0)
-        numbers = NumberRule.of(model.codec.pieces, vocab, device) if cfg.copy_numbers and model.codec else None
+        numbers = number_rule(model.codec, vocab, device) if cfg.copy_numbers and model.codec else None
         constraint = CopyConstraint(sources, K, vocab, device, track_labels=return_labels, numbers=numbers)
 
     def labels_of(row: int) -> list[int]:
