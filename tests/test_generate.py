@@ -299,6 +299,26 @@ def test_a_beam_that_must_stop_copying_still_invents_no_number(tokenizer):
     assert text.startswith("元元元") and "五" not in text, text
 
 
+@pytest.mark.parametrize("written, allowed", [
+    ([], "any"),  # nothing begun: any character's first byte, never a continuation or an invalid byte
+    (["<0xE7>"], [0x80, 0xBF]), (["<0xE7>", "<0x8E>"], [0x80, 0xBF]), (["<0xE7>", "<0x8E>", "<0x87>"], "any"),
+    (["<0xE0>"], [0xA0, 0xBF]), (["<0xED>"], [0x80, 0x9F]), (["<0xF0>"], [0x90, 0xBF]), (["<0xF4>"], [0x80, 0x8F]),
+    (["<0xF0>", "<0x90>", "<0x80>"], [0x80, 0xBF]), (["<0x31>"], "any")])
+def test_byte_pieces_only_make_whole_characters(written, allowed):
+    from spaces.generate.decoding import WholeCharacters
+
+    byte_values = {100 + v: v for v in range(256)}  # ids 100..355 are <0x00>..<0xFF>; 0..99 other pieces
+    by_name = {f"<0x{v:02X}>": 100 + v for v in range(256)}
+    rule = WholeCharacters(byte_values)
+    row = torch.tensor([[5] + [by_name[w] for w in written]])
+    alive = torch.isfinite(rule(row, torch.zeros(1, 356)))[0]
+    if allowed == "any":
+        expected = [True] * 100 + [v < 0x80 or 0xC2 <= v <= 0xF4 for v in range(256)]
+    else:
+        expected = [False] * 100 + [allowed[0] <= v <= allowed[1] for v in range(256)]
+    assert alive.tolist() == expected
+
+
 def test_a_piece_that_holds_a_number_is_copied_only_with_the_whole_number(tokenizer):
     """Compound pieces hold numbers (五十三条, 十日内): 五十三条 is the tail of 第二百五十三条 in the source, so
     copying it alone would write 53, and 十日内 is no copy at all; the model wants exactly those."""

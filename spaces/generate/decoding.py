@@ -81,7 +81,8 @@ class WholeCharacters(LogitsProcessor):
     def __init__(self, byte_values: dict[int, int]):
         self.value = byte_values
         self.by_value = {v: i for i, v in byte_values.items()}
-        self.never_first = torch.tensor([i for i, v in byte_values.items() if _utf8_lead(v)[0] == 0 and v >= 0x80])
+        self.never_first = torch.tensor([i for i, v in byte_values.items() if _utf8_lead(v)[0] == 0 and v >= 0x80],
+                                        dtype=torch.long)
 
     def _next_bytes(self, row: list[int]) -> range | None:
         """The byte values that may come next in a row that ends inside a character, else None."""
