@@ -16,7 +16,7 @@ from spaces.generate.decoding import beam_search, decode_processors
 from spaces.generate.model import CopyGenerator
 from spaces.generate.sparse_softmax import sparse_log_softmax, sparse_softmax_cross_entropy
 from spaces.generate.train import compute_loss, ema_decay
-from spaces.generate.vocab import add_compound_words, prune_vocab, train_tokenizer
+from spaces.generate.vocab import add_compound_words, prune_vocab, single_characters, train_tokenizer
 from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 from spaces.text import degenerate
@@ -141,7 +141,7 @@ def test_pruning_keeps_the_used_rows(tokenizer):
     assert len(new_tok) < len(tokenizer) and pruned.config.vocab_size == len(new_tok)
     assert pruned.get_output_embeddings().out_features == len(new_tok)
     assert new_tok.decode(after_ids, skip_special_tokens=True) == text
-    kept = sorted(set(before_ids) | {0, 1, 2})
+    kept = sorted(set(before_ids) | {0, 1, 2} | single_characters(tokenizer))
     assert after_ids == [kept.index(i) for i in before_ids]
     old_rows = before_weights
     assert torch.equal(pruned.get_input_embeddings().weight, old_rows[kept])  # the kept rows, bit for bit
@@ -149,6 +149,17 @@ def test_pruning_keeps_the_used_rows(tokenizer):
         after = pruned(input_ids=torch.tensor([after_ids]), decoder_input_ids=torch.tensor([[0, after_ids[0]]]))
     # same rows, but a matrix product over fewer rows may round differently in the last bit
     torch.testing.assert_close(after.logits[0], before.logits[0][:, kept], rtol=1e-6, atol=1e-5)
+
+
+def test_a_pruned_vocabulary_still_encodes_characters_its_texts_lack(tokenizer):
+    """Pruned to one sentence, the tokenizer still writes another judgment's characters, no <unk>."""
+    _, new_tok = prune_vocab(tiny_mt5(len(tokenizer)), tokenizer, ["原告张某与被告李某"])
+    other = "被告于2019年6月借款五万元，判决被告偿还借款"
+    vocab = tokenizer.get_vocab()
+    assert all(c in vocab or "▁" + c in vocab for c in other)  # each a piece of the fixture's vocabulary
+    ids = new_tok(other, add_special_tokens=False)["input_ids"]
+    assert new_tok.unk_token_id not in ids and new_tok.decode(ids) == other
+    assert len(new_tok) < len(tokenizer)
 
 
 def test_compound_words_start_as_the_mean_of_their_pieces(tokenizer):

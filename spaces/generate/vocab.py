@@ -191,9 +191,19 @@ def vocabulary_size(model) -> int:
     return model.get_input_embeddings().weight.size(0)
 
 
-def prune_vocab(model, tokenizer, texts: Iterable[str], encode=None):
-    """Keep the tokens ``texts`` use plus every special token: (model, tokenizer) on the kept ids, in order.
+def single_characters(tokenizer) -> set[int]:
+    """Ids of the tokens that are one character (贷, ▁贷, ##贷): what any text falls back to."""
+    return {i for token, i in tokenizer.get_vocab().items()
+            if len(token.removeprefix("##").replace("▁", "").replace("Ġ", "")) == 1}
 
+
+def prune_vocab(model, tokenizer, texts: Iterable[str], encode=None):
+    """Keep the tokens ``texts`` use, every single-character token and every special token: (model,
+    tokenizer) on the kept ids, in order.
+
+    The single characters keep every judgment encodable: pruned to the tokens of a few training records
+    alone, the held-out CAIL2020 judgments had 906 <unk> in 5 extracts (贷 of 民间借贷 among them), which
+    decode to nothing, so copies lost characters and statute titles came out wrong.
     ``encode`` tokenises a text (default: the tokenizer without special tokens; jieba pre-tokenisation
     passes its own).
     """
@@ -201,7 +211,7 @@ def prune_vocab(model, tokenizer, texts: Iterable[str], encode=None):
 
     encode = encode or (lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     old_size = vocabulary_size(model)
-    used = _special_ids(model, tokenizer)
+    used = _special_ids(model, tokenizer) | single_characters(tokenizer)
     for text in texts:
         used.update(encode(text))
     state = json.loads(tokenizer.backend_tokenizer.to_str())
