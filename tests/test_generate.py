@@ -330,6 +330,17 @@ def test_byte_pieces_only_make_whole_characters(written, allowed):
     assert alive.tolist() == expected
 
 
+def test_a_statute_title_is_copied_from_its_opening_bracket(tokenizer):
+    """A model that wants 》 cannot start a copy inside 《合同法》: a title is copied from its 《, whole."""
+    codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
+    model = LoopingModel(codec, tokenizer.convert_tokens_to_ids("》"), tokenizer.convert_tokens_to_ids("法"))
+    ids = torch.tensor([codec.encode("原告依照《合同法》判决被告", 30)])
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=12, copy_constraint=True, no_repeat_ngram_size=0)
+    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
+    text = codec.decode(seq)
+    assert "》" in text and "》" not in text.replace("《合同法》", ""), text  # not 》判决被告》…
+
+
 def test_a_piece_that_holds_a_number_is_copied_only_with_the_whole_number(tokenizer):
     """Compound pieces hold numbers (五十三条, 十日内): 五十三条 is the tail of 第二百五十三条 in the source, so
     copying it alone would write 53, and 十日内 is no copy at all; the model wants exactly those."""

@@ -140,10 +140,19 @@ class NumberRule:
                 opens.add(i)
         return cls(leads.to(device), trails, copy_only.to(device), ordinal.to(device), ordinals, titles, opens)
 
-    def number_starts(self, tokens: list[int]) -> set[int]:
-        """Positions of a source where a number starts."""
+    def span_starts(self, tokens: list[int]) -> set[int]:
+        """Positions of a source where a copied span may start: not inside a number (only where it starts)
+        and not inside a 《title》 (only at its 《), so no copy begins halfway through either."""
         leads, trails = self.leads.tolist(), self.trails
-        return {p for p, t in enumerate(tokens) if leads[t] and (p == 0 or not trails[tokens[p - 1]])}
+        out = {p for p, t in enumerate(tokens) if not (leads[t] and p > 0 and trails[tokens[p - 1]])}
+        opened = None
+        for p, t in enumerate(tokens):
+            if t in self.titles and opened is not None:  # a 《 closed by its 》: the tokens after 《 are inside
+                out.difference_update(range(opened + 1, p + 1))
+                opened = None
+            if t in self.opens:
+                opened = p
+        return out
 
 
 class CopyConstraint:
@@ -169,11 +178,13 @@ class CopyConstraint:
             self.source_tokens[b, [t for t in src.positions if t < vocab_size]] = True
             if not src.positions:  # an empty source: nothing to copy from, so copying is not restricted
                 self.source_tokens[b] = True
-        if numbers is not None:  # a span may start on a numeral only where a number starts in the source
-            self.number_starts = [numbers.number_starts(src.tokens) for src in self.sources]
+        if numbers is not None:  # a span starts only where a number or a title starts, or outside both
+            self.span_starts = [numbers.span_starts(src.tokens) for src in self.sources]
             for b, src in enumerate(self.sources):
-                self.source_tokens[b] &= ~numbers.leads
-                self.source_tokens[b, [src.tokens[p] for p in self.number_starts[b]]] = True
+                if src.positions:
+                    self.source_tokens[b] = False
+                    self.source_tokens[b, [src.tokens[p] for p in self.span_starts[b] if src.tokens[p] < vocab_size]] \
+                        = True
         self.span_len = [0] * self.rows
         self.span_ends: list[tuple[int, ...]] = [()] * self.rows
         self.in_title = [False] * self.rows  # inside a copied 《title》: it is copied to its end
@@ -248,8 +259,8 @@ class CopyConstraint:
             elif label == COPY_START:
                 span_len.append(1)
                 ends = source.positions.get(tok, ())
-                if self.numbers is not None and bool(self.numbers.leads[tok]):  # a number from its start only
-                    ends = tuple(p for p in ends if p in self.number_starts[self.doc_of[src]])
+                if self.numbers is not None:  # where a span may start (see ``NumberRule.span_starts``)
+                    ends = tuple(p for p in ends if p in self.span_starts[self.doc_of[src]])
                 span_ends.append(ends)
             else:
                 span_len.append(0)
