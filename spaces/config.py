@@ -110,8 +110,8 @@ class GenerateModelConfig(Section):
     num_layers: int = Field(default=3, ge=1, description="from scratch: encoder and decoder layers")
     num_heads: int = Field(default=4, ge=1, description="from scratch: attention heads")
     d_kv: int = Field(default=64, ge=4, description="from scratch: attention head width")
-    prune_vocab: bool = Field(default=True, description="keep only the tokens of the training text (a "
-                              "250k vocabulary shrinks to a few thousand rows; the rest decode as <unk>)")
+    prune_vocab: bool = Field(default=True, description="keep the tokens of the training text and every single "
+                              "character (a 250k vocabulary shrinks to ~20k rows; any judgment still encodes)")
     compound_words: Path | None = Field(default=None, description="add these words (one per line) as new tokens, "
                                         "initialised as the mean of their sub-tokens (SPACES's user_dict_2)")
     pre_tokenize: Literal["none", "jieba"] = Field(
