@@ -104,10 +104,21 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise SpacesError(f"invalid JSON: {e.msg} (column {e.colno})", f"{name}:{number}") from None
             if not isinstance(obj, dict):
                 raise SpacesError(f"expected a JSON object, got {type(obj).__name__}", f"{name}:{number}")
+            if "\\u" in line:
+                check_unicode(obj, f"{name}:{number}")
             yield number, obj
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def check_unicode(obj: Any, where: str) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"): no character, and no tokenizer takes it."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise SpacesError(f"a lone surrogate escape (\\u{ord(e.object[e.start]):04x}) is no character: not valid "
+                          "Unicode", where) from None
 
 
 def count_records(path: Path | str) -> int | None:

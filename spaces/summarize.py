@@ -22,7 +22,7 @@ from typing import Any
 
 from spaces.config import DataConfig, SummarizeConfig, UseGenerator
 from spaces.errors import SpacesError
-from spaces.records import Document, ExtractedRecord, Summary, document_from, read_documents
+from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
 
 BATCH_DOCUMENTS = 8
@@ -136,5 +136,6 @@ def read_judgment(raw: str, data: DataConfig, source: str) -> Document:
                 raise SpacesError("more than one JSON record: summarize one judgment at a time, or use --input FILE "
                                   "--output FILE for JSON Lines", source) from None
             raise SpacesError(f"looks like JSON but is not valid: {e.msg} (column {e.colno})", source) from None
+        check_unicode(obj, source)
         return document_from(obj, data, source, default_id="input")
     return Document("input", stripped, None, source)

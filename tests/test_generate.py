@@ -117,11 +117,12 @@ def test_alignment_is_a_longest_common_subsequence(source, target):
 # ---- vocabulary and text ----------------------------------------------------------------------------
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(st.characters(exclude_characters="\u2581"), min_size=1, max_size=40))
+@given(st.text(st.characters(exclude_characters="\u2581", exclude_categories=("Cs",)), min_size=1, max_size=40))
 @example(" ")
 @example("  原告 ，被告\n")
 def test_tokenizer_round_trips_any_text(tokenizer, text):
-    """Any text but U+2581 ▁, which sentencepiece-style tokenizers (mT5's too) reserve as their space mark."""
+    """Any text but U+2581 ▁, which sentencepiece-style tokenizers (mT5's too) reserve as their space mark, and
+    lone surrogates, which are no characters (the record reader refuses them: tests/test_records.py)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == text
 

@@ -46,6 +46,7 @@ def test_field_names_come_from_config(tmp_path):
     ('{"id": "b", "text": "x", "summary": 5}', "must be a string"),
     ('{"id": "a", "text": "again"}', "duplicate id 'a' (first on line 1)"),
     (b'{"id": "b", "text": "\xff\xfe"}', "not valid UTF-8"),
+    ('{"id": "b", "text": "\\ud800"}', "lone surrogate escape (\\ud800)"),
 ])
 def test_bad_lines_are_located(tmp_path, line, message):
     path = write_lines(tmp_path / "d.jsonl", ['{"id": "a", "text": "ok"}', line])

@@ -54,6 +54,8 @@ BAD_LINES = {
     "wrong id type": ('{"id": [1], "text": "原告，被告。", "summary": "原告", "extract": "原告"}', "id"),
     "wrong text type": ('{"id": "x", "text": 5, "summary": 5, "extract": 5}', "must be"),
     "non-UTF-8": (b'{"id": "x", "text": "\xff\xfe", "summary": "\xff"}', "not valid UTF-8"),
+    "lone surrogate": ('{"id": "x", "text": "原告\\ud800", "summary": "\\ud800", "extract": "\\ud800"}',
+                       "lone surrogate"),
     "duplicate id": (GOOD[0], "duplicate id"),
 }
 

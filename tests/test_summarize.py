@@ -146,6 +146,7 @@ def test_python_api(trained, capsys):
     ('{"id": "x", "text": ', "not valid"),
     ('{"id": "x"}', "missing text field"),
     ('[{"id": "x", "text": "原告"}]', "a JSON array"),
+    ('{"id": "x", "text": "原告\\udc00"}', "lone surrogate"),
     ('{"id": "a", "text": "原告"}\n{"id": "b", "text": "被告"}', "more than one JSON record"),
 ])
 def test_summarize_bad_input(trained, stdin, message):
