@@ -300,15 +300,20 @@ def test_no_output_repeats_a_unit_four_times(tokenizer, top_k):
     assert codec.decode(without[0]) == "原" * 30  # the rule, not the model, prevents the loop
 
 
+def copy_decode(tokenizer, favourite: str, second: str, source: str, max_new_tokens: int) -> str:
+    """What a LoopingModel that wants ``favourite`` (then ``second``) writes from ``source``, copy constraint on."""
+    codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
+    model = LoopingModel(codec, tokenizer.convert_tokens_to_ids(favourite), tokenizer.convert_tokens_to_ids(second))
+    ids = torch.tensor([codec.encode(source, 30)])
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=max_new_tokens, copy_constraint=True, no_repeat_ngram_size=0)
+    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
+    return codec.decode(seq)
+
+
 def test_a_beam_that_must_stop_copying_still_invents_no_number(tokenizer):
     """The source is 元元元…: after three, the repeat rule bans the only token the copy allows, so the beam
     stops copying; what it writes then is free, but not the 五 the model wants (五元 would be a new amount)."""
-    codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
-    model = LoopingModel(codec, tokenizer.convert_tokens_to_ids("元"), tokenizer.convert_tokens_to_ids("五"))
-    ids = torch.tensor([codec.encode("元元元元元元", 20)])
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=12, copy_constraint=True, no_repeat_ngram_size=0)
-    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
-    text = codec.decode(seq)
+    text = copy_decode(tokenizer, "元", "五", "元元元元元元", 12)
     assert text.startswith("元元元") and "五" not in text, text
 
 
@@ -334,12 +339,7 @@ def test_byte_pieces_only_make_whole_characters(written, allowed):
 
 def test_a_statute_title_is_copied_from_its_opening_bracket(tokenizer):
     """A model that wants 》 cannot start a copy inside 《合同法》: a title is copied from its 《, whole."""
-    codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
-    model = LoopingModel(codec, tokenizer.convert_tokens_to_ids("》"), tokenizer.convert_tokens_to_ids("法"))
-    ids = torch.tensor([codec.encode("原告依照《合同法》判决被告", 30)])
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=12, copy_constraint=True, no_repeat_ngram_size=0)
-    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
-    text = codec.decode(seq)
+    text = copy_decode(tokenizer, "》", "法", "原告依照《合同法》判决被告", 12)
     assert "》" in text and "》" not in text.replace("《合同法》", ""), text  # not 》判决被告》…
 
 
@@ -350,14 +350,9 @@ def test_a_piece_that_holds_a_number_is_copied_only_with_the_whole_number(tokeni
 
     tok = copy.deepcopy(tokenizer)
     tok.add_tokens(["五十三条", "第二百", "十日内"])
-    codec = TextCodec.for_model(tok, tiny_mt5(len(tok)).config)
-    model = LoopingModel(codec, tok.convert_tokens_to_ids("五十三条"), tok.convert_tokens_to_ids("十日内"))
     source = "依照第二百五十三条判决"
-    ids = torch.tensor([codec.encode(source, 20)])
-    assert "五十三条" in [codec.pieces[i] for i in ids[0].tolist()]
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=10, copy_constraint=True, no_repeat_ngram_size=0)
-    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg)
-    text = codec.decode(seq)
+    assert "五十三条" in tok.convert_ids_to_tokens(tok(source)["input_ids"])
+    text = copy_decode(tok, "五十三条", "十日内", source, 10)
     assert set(numbers(text)) <= {"253"} and "十日内" not in text, text
 
 
