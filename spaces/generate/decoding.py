@@ -3,9 +3,10 @@
 One object per decoding rule. The copy constraint (``copy.CopyConstraint``) masks the logits with
 what each beam may copy; everything else is a ``LogitsProcessor`` applied to the log-probabilities, in
 this order: repetition penalty, n-gram blocking, minimum length, no padding, ``WholeCharacters`` (byte
-pieces only as whole UTF-8 characters), ``NoRepeatedUnit`` (no unit ever four times in a row) and sparse top-k (``TopKLogitsWarper`` + ``LogitNormalization``: only the
-k best keep mass, renormalised). The beam bookkeeping is HF's own: with the constraint off,
-``beam_search`` and ``generate`` with the same processors give the same tokens.
+pieces only as whole UTF-8 characters), ``NoRepeatedUnit`` (no unit ever four times in a row) and sparse
+top-k (``TopKLogitsWarper`` + ``LogitNormalization``: only the k best keep mass, renormalised). The beam
+bookkeeping is HF's own: with the constraint off, ``beam_search`` and ``generate`` with the same
+processors give the same tokens.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class WholeCharacters(LogitsProcessor):
         self.by_value = {v: i for i, v in byte_values.items()}
         self.never_first = torch.tensor([i for i, v in byte_values.items() if _utf8_lead(v)[0] == 0 and v >= 0x80],
                                         dtype=torch.long)
+        self._ids: dict[range, torch.Tensor] = {}  # the pieces of each allowed byte range, built once
+
+    def _pieces(self, allowed: range) -> torch.Tensor:
+        if allowed not in self._ids:
+            self._ids[allowed] = torch.tensor([self.by_value[v] for v in allowed if v in self.by_value],
+                                              dtype=torch.long)
+        return self._ids[allowed]
 
     def _next_bytes(self, row: list[int]) -> range | None:
         """The byte values that may come next in a row that ends inside a character, else None."""
@@ -106,8 +114,7 @@ class WholeCharacters(LogitsProcessor):
         for r, row in enumerate(input_ids[:, -4:].tolist()):
             allowed = self._next_bytes(row)
             if allowed is not None:
-                keep = torch.tensor([self.by_value[v] for v in allowed if v in self.by_value], dtype=torch.long,
-                                    device=scores.device)
+                keep = self._pieces(allowed).to(scores.device)
                 out[r] = NEG_INF
                 out[r, keep] = scores[r, keep]
         return out

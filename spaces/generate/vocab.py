@@ -202,8 +202,8 @@ def prune_vocab(model, tokenizer, texts: Iterable[str], encode=None):
     tokenizer) on the kept ids, in order.
 
     The single characters keep every judgment encodable: pruned to the tokens of a few training records
-    alone, the held-out CAIL2020 judgments had 906 <unk> in 5 extracts (贷 of 民间借贷 among them), which
-    decode to nothing, so copies lost characters and statute titles came out wrong.
+    alone, new judgments met <unk> wherever they used a character those records lacked (贷 of 民间借贷),
+    which decodes to nothing, so copies lost characters and statute titles came out wrong.
     ``encode`` tokenises a text (default: the tokenizer without special tokens; jieba pre-tokenisation
     passes its own).
     """
