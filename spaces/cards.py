@@ -33,6 +33,12 @@ def write_card(model_dir: Path, kind: str, data_file: Path | str, records: int, 
     return card
 
 
+def card_sha256(model_dir: Path | str) -> str | None:
+    """What a partial output made with this model dir is fingerprinted by (retraining changes its card)."""
+    path = Path(model_dir) / CARD
+    return file_sha256(path) if path.is_file() else None
+
+
 def read_card(model_dir: Path, kind: str) -> dict[str, Any]:
     """A model dir's card; a missing or foreign one is a located error that says how to make one."""
     path = Path(model_dir) / CARD

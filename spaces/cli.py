@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from enum import Enum
@@ -23,7 +24,8 @@ _state = {"debug": False}
 
 
 class _Group(TyperGroup):
-    """Turns a SpacesError from any subcommand into ``error: WHERE: what`` and exit code 1 (130 on Ctrl-C)."""
+    """Turns a SpacesError from any subcommand into ``error: WHERE: what`` and exit code 1 (130 on Ctrl-C or
+    SIGTERM); so too an OS error of the machine (disk full, a read-only folder), which names its file."""
 
     def invoke(self, ctx):
         try:
@@ -33,6 +35,12 @@ class _Group(TyperGroup):
                 raise
             typer.echo(f"{e}" if isinstance(e, Interrupted) else f"error: {e}", err=True)
             raise typer.Exit(getattr(e, "exit_code", 1)) from None
+        except OSError as e:
+            if _state["debug"]:
+                raise
+            where = "" if e.filename is None else f"{e.filename}: "
+            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
@@ -195,14 +203,17 @@ def extract_predict(
 ) -> None:
     """Extract the key clauses of each document: `{id, sentences, scores, selected, extract, roles, ...}`.
 
-    The k fold models vote (mean probability); clauses above the tuned threshold are kept, the most
-    probable ones if none is. A rerun after an interruption resumes from OUTPUT.partial.
+    The k fold models vote (mean probability); clauses above the tuned threshold (the model's card; a
+    `--select.threshold` flag beats it) are kept, the most probable ones if none is. A rerun after an
+    interruption resumes from OUTPUT.partial.
     """
     from spaces.extract.predict import predict_extracts
 
-    cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
+    overrides = parse_overrides(ctx.args)
+    cfg = load_config(ExtractConfig, config, overrides)
     refuse_overwriting_inputs([output], [input, config])
-    run = predict_extracts(cfg, model, input, output, skip_empty=skip_empty, allow_empty=allow_empty)
+    run = predict_extracts(cfg, model, input, output, skip_empty=skip_empty, allow_empty=allow_empty,
+                           overrides=overrides)
     _report("extracted", run, output, _truncated(run.truncated, cfg.data.max_clauses))
 
 
@@ -401,8 +412,8 @@ def summarize(
     printed = "the generator's summaries" if summarizer.use_generator else "the extracts"
     typer.echo(f"summarize: printing {printed}: {summarizer.reason}", err=True)
     if doc is None:
-        _report("summarized", summarizer.summarize_file(input, output, skip_empty=skip_empty,
-                                                        allow_empty=allow_empty), output)
+        run = summarizer.summarize_file(input, output, skip_empty=skip_empty, allow_empty=allow_empty)
+        _report("summarized", run, output, _truncated(run.truncated, cfg.data.max_clauses))
         return
     ((record, summary),) = summarizer.summarize_documents([doc])
     if record.dropped_clauses:
@@ -420,8 +431,13 @@ def summarize(
     typer.echo(summary.summary)
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) saves and says how to resume, as Ctrl-C does
+
+
 def main() -> None:
     """Console-script entry: ``--debug`` may stand anywhere on the line."""
+    signal.signal(signal.SIGTERM, _terminated)
     argv = sys.argv[1:]
     if "--debug" in argv:
         argv = ["--debug", *(a for a in argv if a != "--debug")]

@@ -341,9 +341,9 @@ def to_yaml(config: Section) -> str:
 
 def dump_config(config: Section, path: Path) -> None:
     """Write the resolved config into a model dir, so the run can be repeated and reloaded."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(to_yaml(config), "utf-8")
-    tmp.replace(path)
+    from spaces.partial import write_atomic
+
+    write_atomic(path, to_yaml(config))
 
 
 def render_defaults(cls: type[Section], title: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from spaces.errors import SpacesError
-from spaces.records import STDIO, JsonlWriter, LazyAppender, Record, complete_lines
+from spaces.partial import check_fingerprint, check_target, partial_path, remove_fingerprint, save_fingerprint, write_error
+from spaces.records import STDIO, JsonlWriter, PartialJsonl, Record, complete_lines
 
 _state = None
 
@@ -51,27 +52,28 @@ class ShardedJsonlWriter:
     """This rank's share of a distributed run; see the module docstring."""
 
     def __init__(self, path: Path | str, rank: int, size: int, order: Callable[[], Iterable[str]],
-                 on_resumed: Callable[[dict[str, Any]], None] | None = None):
-        self.path, self.rank, self.size, self.order = Path(path), rank, size, order
-        self.merged = self.path.with_name(self.path.name + ".partial")
+                 on_resumed: Callable[[dict[str, Any]], None] | None = None,
+                 fingerprint: dict[str, Any] | None = None):
+        self.path, self.rank, self.size, self.order = check_target(path), rank, size, order
+        self.merged = partial_path(self.path)
         self.done: set[str] = set()
         self.written = 0
-        for part in self._parts():
+        parts = self._parts()
+        check_fingerprint(self.merged, fingerprint, any(p.stat().st_size for p in parts))
+        for part in parts:
             for record, _, _ in complete_lines(part):
                 self.done.add(str(record["id"]))
                 if on_resumed:
                     on_resumed(record)
         state().wait_for_everyone()  # everyone has read what is done before anyone appends
-        own = self.path.with_name(f"{self.path.name}.partial.{rank}")
-        if own.exists():
-            keep = sum(length for _, _, length in _ids(own))
-            os.truncate(own, keep)
-        self._out = LazyAppender(own)
-        self.saved_in = f"{self.path.name}.partial.*"
+        if state().is_main_process:
+            save_fingerprint(self.merged, fingerprint)
+        self._out = PartialJsonl(self.merged.with_name(f"{self.merged.name}.{rank}"), self.path, None)
+        self.saved_in = f"{self.merged.name}.*"
 
     def _parts(self) -> list[Path]:
-        parts = sorted(self.path.parent.glob(self.path.name + ".partial.*"))
-        return ([self.merged] if self.merged.exists() else []) + parts
+        shards = [p for p in self.path.parent.glob(self.merged.name + ".*") if p.suffix[1:].isdigit()]
+        return ([self.merged] if self.merged.exists() else []) + sorted(shards)
 
     def mine(self, index: int) -> bool:
         return index % self.size == self.rank
@@ -104,20 +106,25 @@ class ShardedJsonlWriter:
                         k, offset, length = where[record_id]
                         handles[k].seek(offset)
                         out.write(handles[k].read(length))
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise write_error(e, self.path) from e
         finally:
             for h in handles:
                 h.close()
-        os.replace(tmp, self.path)
         for part in parts:
             part.unlink()
+        remove_fingerprint(self.merged)
 
 
 def open_output(path: Path | str, order: Callable[[], Iterable[str]],
-                on_resumed: Callable[[dict[str, Any]], None] | None = None) -> JsonlWriter | ShardedJsonlWriter:
+                on_resumed: Callable[[dict[str, Any]], None] | None = None,
+                fingerprint: dict[str, Any] | None = None) -> JsonlWriter | ShardedJsonlWriter:
     """The writer for this process: plain when alone (or writing to stdout), sharded under a launcher."""
     rank, size, _ = world()
     if size == 1:
-        return JsonlWriter(path, on_resumed)
+        return JsonlWriter(path, on_resumed, fingerprint)
     if str(path) == STDIO:
         raise SpacesError("a run split across processes writes to a file, not to stdout")
-    return ShardedJsonlWriter(path, rank, size, order, on_resumed)
+    return ShardedJsonlWriter(path, rank, size, order, on_resumed, fingerprint)

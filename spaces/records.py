@@ -8,9 +8,9 @@ travels in stage records as ``reference``: only a ``Summary`` has a ``summary``,
 never be scored against itself by accident.
 
 Reading streams record by record (plain or gzip, a UTF-8 BOM ignored) and reports a bad line as
-``FILE:LINE``. Writing goes to ``OUTPUT.partial``, created at the first record and flushed per record,
-and is renamed onto OUTPUT only when the command finishes, so a killed run never leaves a file that
-looks complete, a failed one leaves nothing behind, and a rerun resumes from the partial file.
+``FILE:LINE``. Writing goes to ``OUTPUT.partial`` (``spaces.partial``), flushed per record, and is renamed
+onto OUTPUT only when the command finishes, so a killed run never leaves a file that looks complete, a
+failed one leaves nothing behind, and a rerun of the same command resumes from the partial file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
+from spaces.partial import (check_fingerprint, check_target, lock, partial_path, remove_fingerprint,
+                            save_fingerprint, write_atomic, write_error)
 
 STDIO = "-"
 BOM = b"\xef\xbb\xbf"
@@ -301,6 +303,14 @@ class LabeledRecord(Record):
             raise ValueError("'roles' must have one role per sentence")
         return self
 
+    def as_extracted(self) -> ExtractedRecord:
+        """The oracle's clauses as an extract (SPACES trains its generator on oracle extracts)."""
+        chosen = set(self.labels)
+        return ExtractedRecord(id=self.id, sentences=self.sentences,
+                               scores=[float(i in chosen) for i in range(len(self.sentences))],
+                               selected=self.labels, extract=self.extract, roles=self.roles,
+                               dropped_clauses=self.dropped_clauses, reference=self.reference, labels=self.labels)
+
 
 class ExtractedRecord(Record):
     """``extract predict`` (and the extractor's out-of-fold file): the clauses kept, with their scores.
@@ -332,6 +342,13 @@ class ExtractedRecord(Record):
             _indices(self.labels, n, "labels")
         return self
 
+    @classmethod
+    def parse(cls, obj: dict[str, Any], where: str):
+        """An extracted record, or ``extract oracle``'s labeled one read as its oracle extract."""
+        if "scores" not in obj and "score" in obj and "labels" in obj:
+            return LabeledRecord.parse(obj, where).as_extracted()
+        return super().parse(obj, where)
+
 
 class Summary(Record):
     """A summary, from ``generate predict`` or ``summarize``; ``source`` says whether the generator wrote
@@ -340,6 +357,7 @@ class Summary(Record):
     kind: ClassVar[str] = "summary"
     summary: str
     source: str | None = None
+    dropped_clauses: int | None = None  # summarize: clauses of a long judgment left out (data.max_clauses)
 
 
 R = TypeVar("R", bound=Record)
@@ -401,56 +419,84 @@ def _line(record: Record | dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
-class LazyAppender:
-    """Appends lines to a file created at the first line, flushed per line."""
+class PartialJsonl:
+    """One JSONL file being written under ``spaces.partial``'s convention: locked, fingerprinted, resumable.
 
-    def __init__(self, path: Path):
-        self.path, self._file, self.lines = path, None, 0
+    Its complete records count as done (``done`` holds their ids, ``on_resumed`` sees each); a torn last
+    line is dropped. ``close(keep=False)`` removes it when it holds nothing, so a failed run leaves no file.
+    """
+
+    def __init__(self, path: Path, target: Path | str, fingerprint: dict[str, Any] | None,
+                 on_resumed: Callable[[dict[str, Any]], None] | None = None, resume: bool = True):
+        self.path, self.target = path, target
+        self.done: set[str] = set()
+        self._file = lock(path, target)
+        try:
+            if resume:
+                check_fingerprint(path, fingerprint, os.fstat(self._file.fileno()).st_size > 0)
+                keep = 0
+                for record, _, length in complete_lines(path):
+                    self.done.add(str(record["id"]))
+                    keep += length
+                    if on_resumed:
+                        on_resumed(record)
+                os.truncate(path, keep)  # a torn last line (or anything after it) is redone
+            else:
+                os.truncate(path, 0)
+            save_fingerprint(path, fingerprint)
+        except BaseException:
+            self._file.close()
+            raise
 
     def write(self, record: Record | dict[str, Any]) -> None:
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(_line(record))
-        self._file.flush()
-        self.lines += 1
+        try:
+            self._file.write(_line(record).encode("utf-8"))
+            self._file.flush()
+        except OSError as e:
+            raise write_error(e, self.target) from e
+
+    def empty(self) -> bool:
+        return os.fstat(self._file.fileno()).st_size == 0
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        """Release the lock; a partial that holds nothing goes (a failed run leaves no file behind)."""
+        if self.empty():
+            self.path.unlink(missing_ok=True)
+            remove_fingerprint(self.path)
+        self._file.close()
+
+    def finish(self, into: Path | str) -> None:
+        """Rename onto ``into`` (still under the lock, so no other run can take the name meanwhile)."""
+        try:
+            os.replace(self.path, into)
+        except OSError as e:
+            raise write_error(e, into) from e
+        remove_fingerprint(self.path)
+        self._file.close()
 
 
 class JsonlWriter:
     """Write records to ``OUTPUT.partial`` and rename onto OUTPUT on success.
 
-    A partial file left by a killed run is picked up: its complete records count as done (``done``
-    holds their ids and ``on_resumed`` sees each of them), a torn last line is dropped, and the
-    caller skips those ids. On an error the partial file stays for the next run; OUTPUT is untouched.
+    A partial file left by a killed run is picked up when the same input and settings wrote it (the
+    ``fingerprint``): its complete records count as done and the caller skips those ids. On an error the
+    partial file stays for the next run (when it holds a record); OUTPUT is untouched.
     """
 
-    def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None,
+                 fingerprint: dict[str, Any] | None = None, resume: bool = True):
         self.path = str(path)
-        self.done: set[str] = set()
         self.written = 0
+        self.done: set[str] = set()
         if self.path == STDIO:
             return
-        target = Path(self.path)
-        if target.is_dir():
-            raise SpacesError("is a directory; give a file name for the output", self.path)
-        if not target.parent.exists():
-            raise SpacesError(f"output folder {target.parent} does not exist", self.path)
-        self.partial = target.with_name(target.name + ".partial")
-        if self.partial.exists():
-            self._resume(on_resumed)
-        self._out = LazyAppender(self.partial)
+        target = check_target(self.path)
+        self._out = PartialJsonl(partial_path(target), self.path, fingerprint, on_resumed, resume)
+        self.done = self._out.done
 
-    def _resume(self, on_resumed: Callable[[dict[str, Any]], None] | None) -> None:
-        keep = 0
-        for record, _, length in complete_lines(self.partial):
-            self.done.add(str(record["id"]))
-            keep += length
-            if on_resumed:
-                on_resumed(record)
-        os.truncate(self.partial, keep)  # a torn last line (or anything after it) is redone
+    @property
+    def partial(self) -> Path:
+        return self._out.path
 
     def write(self, record: Record | dict[str, Any]) -> None:
         if self.path == STDIO:
@@ -474,11 +520,10 @@ class JsonlWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path == STDIO:
             sys.stdout.flush()
-            return
-        self._out.close()
-        if exc_type is None:
-            self.partial.touch()  # an allowed empty output is still an output
-            os.replace(self.partial, self.path)
+        elif exc_type is None:
+            self._out.finish(self.path)  # an allowed empty output is still an output
+        else:
+            self._out.close()
 
 
 def file_sha256(path: Path | str) -> str | None:
@@ -498,11 +543,4 @@ def write_json(path: Path | str, obj: Any) -> None:
     if str(path) == STDIO:
         sys.stdout.write(text)
         return
-    target = Path(path)
-    if target.is_dir():
-        raise SpacesError("is a directory; give a file name for the output", str(path))
-    if not target.parent.exists():
-        raise SpacesError(f"output folder {target.parent} does not exist", str(path))
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomic(path, text)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from spaces.distributed import open_output
 from spaces.errors import Interrupted, SpacesError
 from spaces.progress import batched, progress
-from spaces.records import Record, count_records, display_name
+from spaces.records import Record, count_records, display_name, file_sha256
 
 T = TypeVar("T")
 
@@ -39,17 +39,22 @@ def map_records(
     on_resumed: Callable[[dict[str, Any]], None] | None = None,
     allow_empty: bool = False,
     key: Callable[[T], str] = lambda item: item.id,  # type: ignore[attr-defined]
+    settings: dict[str, Any] | None = None,
 ) -> MapRun:
     """Write ``work(batch)`` for every item of ``read()`` not yet in ``output``, in input order.
 
-    ``read`` is called again (ids only matter) when a multi-process run merges its shards.
+    ``read`` is called again (ids only matter) when a multi-process run merges its shards. ``settings``
+    (what else decides the records: config, model) and the input's hash fingerprint a partial output, so
+    a rerun resumes only what this input and these settings wrote.
     """
     seen = skipped = 0
-    with open_output(output, lambda: (key(item) for item in read()), on_resumed) as out:
+    fingerprint = {"input": file_sha256(input) if Path(input).is_file() else None, "settings": settings or {}}
+    with open_output(output, lambda: (key(item) for item in read()), on_resumed, fingerprint) as out:
         resumed = len(out.done)
+        found = 0  # resumed records whose id the input has (stdin has no hash to check up front)
 
         def todo() -> Iterator[T]:
-            nonlocal seen, skipped
+            nonlocal seen, skipped, found
             index = 0
             for item in read():
                 seen += 1
@@ -57,6 +62,7 @@ def map_records(
                     skipped += 1
                     continue
                 if key(item) in out.done:
+                    found += 1
                     continue
                 if out.mine(index):
                     yield item
@@ -72,6 +78,15 @@ def map_records(
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: {len(out.done) + out.written} records are saved in {out.saved_in}; "
                               "rerun the same command to resume") from None
+        except SpacesError as e:
+            if isinstance(e.__cause__, OSError) and out.written + len(out.done):
+                raise SpacesError(f"{e.message}; {len(out.done) + out.written} records are saved in {out.saved_in}: "
+                                  "fix that and rerun the same command to resume", e.where) from e
+            raise
+        if found < len(out.done):
+            raise SpacesError(f"the partial output holds {len(out.done) - found} records whose ids are not in this "
+                              f"input: it was written from another input; delete {out.saved_in} to start over",
+                              display_name(output))
         if not seen and not allow_empty:
             raise SpacesError("no records in the input (an empty input is an error; --allow-empty writes an "
                               "empty output)", display_name(input))

@@ -16,16 +16,22 @@ uses it only when its validation score beat the extract's, ``always`` and ``neve
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spaces.cards import card_sha256
 from spaces.config import DataConfig, SummarizeConfig, UseGenerator
 from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
 
 BATCH_DOCUMENTS = 8
+
+
+@dataclass
+class SummarizeRun(MapRun):
+    truncated: int = 0  # judgments longer than data.max_clauses (their first clauses dropped)
 
 
 def choose_generator(mode: UseGenerator, card: dict[str, Any]) -> tuple[bool, str]:
@@ -57,6 +63,7 @@ class Summarizer:
     generator_config: Any = None
     use_generator: bool = False
     reason: str = "no generator"
+    models: dict[str, Any] = field(default_factory=dict)  # the model dirs' cards, which decide the summaries
 
     @classmethod
     def load(cls, extractor: Path | str, generator: Path | str | None = None, *, use_generator: UseGenerator = "auto",
@@ -67,7 +74,7 @@ class Summarizer:
 
         extractor_model = Extractor(Path(extractor))
         encoder = load_encoder(extractor_model, extractor_model.config)
-        out = cls(extractor_model, encoder, data or DataConfig())
+        out = cls(extractor_model, encoder, data or DataConfig(), models={"extractor": card_sha256(extractor)})
         if generator is None or use_generator == "never":
             out.reason = "no generator" if generator is None else "--use-generator never"
             return out
@@ -79,6 +86,7 @@ class Summarizer:
             if decode:
                 config = config.model_copy(update={"decode": config.decode.model_copy(update=decode)})
             out.generator, out.generator_config = load_generator(Path(generator)), config
+            out.models.update(generator=card_sha256(generator), decode=config.decode.model_dump(mode="json"))
         return out
 
     @classmethod
@@ -94,12 +102,14 @@ class Summarizer:
         from spaces.extract.predict import extract_documents
 
         records = extract_documents(self.extractor, self.encoder, docs, self.data.max_clauses)
-        if not self.use_generator:
-            return [(r, Summary(id=r.id, summary=r.extract, source="extract")) for r in records]
-        from spaces.generate.predict import summarize_records
+        if self.use_generator:
+            from spaces.generate.predict import summarize_records
 
-        summaries = summarize_records(self.generator, records, self.generator_config)
-        return [(r, Summary(id=r.id, summary=s, source="generator")) for r, s in zip(records, summaries)]
+            texts, source = summarize_records(self.generator, records, self.generator_config), "generator"
+        else:
+            texts, source = [r.extract for r in records], "extract"
+        return [(r, Summary(id=r.id, summary=s, source=source, dropped_clauses=r.dropped_clauses or None))
+                for r, s in zip(records, texts)]
 
     def batch(self, texts: list[str]) -> list[str]:
         docs = [Document(str(i), text, None, f"text {i}") for i, text in enumerate(texts)]
@@ -112,12 +122,20 @@ class Summarizer:
         return self.batch([text])[0]
 
     def summarize_file(self, input: Path | str, output: Path | str, *, skip_empty: bool = False,
-                       allow_empty: bool = False) -> MapRun:
+                       allow_empty: bool = False) -> SummarizeRun:
         """Batch mode: documents JSONL in, ``Summary`` records out (resumable, shardable like every stage)."""
-        return map_records(lambda: read_documents(input, self.data), input, output,
-                           lambda batch: [s for _, s in self.summarize_documents(batch)], desc="summarize",
-                           batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
-                           allow_empty=allow_empty)
+        truncated = 0
+
+        def work(batch: list[Document]) -> list[Summary]:
+            nonlocal truncated
+            summaries = [s for _, s in self.summarize_documents(batch)]
+            truncated += sum(bool(s.dropped_clauses) for s in summaries)
+            return summaries
+
+        run = map_records(lambda: read_documents(input, self.data), input, output, work, desc="summarize",
+                          batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
+                          allow_empty=allow_empty, settings={"data": self.data.model_dump(mode="json"), **self.models})
+        return SummarizeRun(run.written, run.resumed, run.skipped, truncated)
 
 
 def read_judgment(raw: str, data: DataConfig, source: str) -> Document:

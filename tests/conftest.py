@@ -40,6 +40,37 @@ def cail_user_dict():
     return path
 
 
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """``stop = interrupt_after(n)``: the next run is interrupted (as by Ctrl-C) after writing n records,
+    which leaves a real partial output, fingerprint and all; ``stop()`` lets runs finish again."""
+    from spaces.records import JsonlWriter
+
+    original = JsonlWriter.write
+
+    def arm(n: int):
+        written = 0
+
+        def write(self, record):
+            nonlocal written
+            if written == n:
+                raise KeyboardInterrupt
+            written += 1
+            original(self, record)
+
+        monkeypatch.setattr(JsonlWriter, "write", write)
+        return lambda: monkeypatch.setattr(JsonlWriter, "write", original)
+
+    return arm
+
+
+def mark_first_record(partial, **fields):
+    """Change the first record of a partial output (a redone record would lose the change)."""
+    first, *rest = partial.read_text(encoding="utf-8").split("\n")
+    partial.write_text("\n".join([json.dumps(dict(json.loads(first), **fields), ensure_ascii=False), *rest]),
+                       encoding="utf-8")
+
+
 def document_text(record):
     return "\n".join(s["sentence"] for s in record["text"])
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
+from tests.conftest import JUDGMENTS, USER_DICT, document_text, mark_first_record, read_jsonl
 from tests.reference import reference_scores
 
 runner = CliRunner()
@@ -58,12 +58,15 @@ def test_workers_do_not_change_the_output(tmp_path):
     assert (a / "labeled.jsonl").read_bytes() == (b / "labeled.jsonl").read_bytes()
 
 
-def test_oracle_resumes_without_redoing_finished_records(tmp_path):
+def test_oracle_resumes_without_redoing_finished_records(tmp_path, interrupt_after):
+    stop = interrupt_after(1)
     result, out = oracle(tmp_path, "--workers", 1)
-    first = read_jsonl(out)[0]
-    first["score"] = 123.0  # a marker: a redone record would get its real score back
-    out.unlink()
-    (tmp_path / "labeled.jsonl.partial").write_text(json.dumps(first, ensure_ascii=False) + "\n{\"id\": \"torn")
+    assert result.exit_code == 130 and not out.exists()
+    stop()
+    partial = tmp_path / "labeled.jsonl.partial"
+    mark_first_record(partial, score=123.0)  # a redone record would get its real score back
+    with open(partial, "a", encoding="utf-8") as f:
+        f.write('{"id": "torn')
     result, out = oracle(tmp_path, "--workers", 1)
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)

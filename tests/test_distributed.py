@@ -51,6 +51,15 @@ def many(tmp_path_factory):
     return path
 
 
+def assert_extracts_match(got: list[dict], want: list[dict]) -> None:
+    """Extracted records of two runs with other process counts: every field exactly, the clause
+    probabilities to 1e-5 (two processes run at another thread count, so some CPUs sum in another order)."""
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    for a, b in zip(got, want):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+        assert {**a, "scores": None} == {**b, "scores": None}
+
+
 def test_extract_training_in_two_processes_matches_one(tmp_path, tiny_bert, many):
     args = ["extract", "train", "-i", str(many), "--model.name_or_path", str(tiny_bert), "--train.folds", "2",
             "--train.epochs", "3", "--model.dropout", "0", "--data.user_dict", str(USER_DICT)]
@@ -62,20 +71,24 @@ def test_extract_training_in_two_processes_matches_one(tmp_path, tiny_bert, many
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
 
 
-def test_sharded_predict_merges_in_input_order_and_equals_one_process(tmp_path, tiny_bert, many):
+def test_sharded_predict_merges_in_input_order_and_matches_one_process(tmp_path, tiny_bert, many):
+    """Same records in the same order with the same clauses picked; a clause probability agrees to 1e-5, not
+    to the bit: each process encodes and tags other mixes of documents per batch, so its sums run over other
+    shapes, and on some CPUs the last bit moves (and a 6-decimal rounding with it)."""
     model = tmp_path / "extractor"
     assert runner.invoke(app, ["extract", "train", "-i", str(many), "-o", str(model), "--model.name_or_path",
                                str(tiny_bert), "--train.folds", "2", "--train.epochs", "1"]).exit_code == 0
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     assert runner.invoke(app, ["extract", "predict", "-m", str(model), "-i", str(many), "-o", str(one)]).exit_code == 0
     launch("extract", "predict", "-m", str(model), "-i", str(many), "-o", str(two))
-    assert two.read_bytes() == one.read_bytes()
+    assert [r["id"] for r in read_jsonl(two)] == [f"d{i:02d}" for i in range(11)]
+    assert_extracts_match(read_jsonl(two), read_jsonl(one))
     assert not list(tmp_path.glob("two.jsonl.partial*"))
 
 
 def test_a_killed_two_process_run_resumes_without_redoing_its_records(tmp_path, tiny_bert):
     """SIGKILL a real 2-process run, mark what each process finished, rerun: marks survive, the rest is
-    computed once, and the result equals a single uninterrupted process."""
+    computed once, and the result matches a single uninterrupted process."""
     import signal
     import time
 
@@ -120,7 +133,7 @@ def test_a_killed_two_process_run_resumes_without_redoing_its_records(tmp_path, 
     rows = read_jsonl(out)
     assert [r["id"] for r in rows] == [f"d{i:04d}" for i in range(600)]
     assert {r["id"] for r in rows if r.pop("mark", False)} == marked
-    assert rows == read_jsonl(one)
+    assert_extracts_match(rows, read_jsonl(one))
 
 
 def test_generator_training_in_two_processes_matches_one(tmp_path):
@@ -146,8 +159,13 @@ def test_generator_training_in_two_processes_matches_one(tmp_path):
         assert wa.keys() == wb.keys()
         for key in wa:
             torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-5, msg=key)
-    model = str(tmp_path / "two" / "model-best")
+    # The same summaries, byte for byte, where each document is decoded alone (batch size 1) at one thread on
+    # both sides: then every sum runs over the same shapes in the same order on any CPU.
+    predict = ["generate", "predict", "-m", str(tmp_path / "two" / "model-best"), "-i", str(data),
+               "--decode.batch_size", "1", "-o"]
     first, second = tmp_path / "p1.jsonl", tmp_path / "p2.jsonl"
-    assert runner.invoke(app, ["generate", "predict", "-m", model, "-i", str(data), "-o", str(first)]).exit_code == 0
-    launch("generate", "predict", "-m", model, "-i", str(data), "-o", str(second))
+    alone = subprocess.run([sys.executable, "-m", "spaces", *predict, str(first)], env=launch_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    launch(*predict, str(second))
     assert second.read_bytes() == first.read_bytes()

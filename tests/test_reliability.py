@@ -250,3 +250,168 @@ def test_same_seed_same_bytes(tmp_path, tiny_bert):
             "generator/model-last/model.safetensors", "generator/card.json"} <= {str(p) for p in outputs[0]}
     for name in outputs[0]:
         assert outputs[0][name] == outputs[1][name], name
+
+
+# ---- one output, one writer; a partial output resumes only what wrote it --------------------------
+
+def test_a_second_run_on_an_output_being_written_stops_and_loses_nothing(models, tmp_path):
+    """Two runs on one output: the second says so in one line and exits 1; the first finishes whole."""
+    from spaces.records import JsonlWriter
+
+    out = tmp_path / "same.jsonl"
+    with JsonlWriter(out) as first:  # a run in progress holds the output's partial file
+        first.write({"id": "a"})
+        result = runner.invoke(app, commands(models, JUDGMENTS, out)["oracle"])
+        assert result.exit_code == 1 and "another run is writing this output" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+        first.write({"id": "b"})
+    assert [r["id"] for r in read_jsonl(out)] == ["a", "b"]
+    result = runner.invoke(app, commands(models, JUDGMENTS, out)["oracle"])  # once it is done, a rerun may write
+    assert result.exit_code == 0 and len(read_jsonl(out)) == len(GOOD)
+
+
+@pytest.mark.parametrize("command", ["extract-predict", "generate-predict"])
+def test_a_partial_output_of_another_input_is_refused(models, tmp_path, interrupt_after, command):
+    extracted = tmp_path / "extracted.jsonl"
+    assert runner.invoke(app, commands(models, JUDGMENTS, extracted)["extract-predict"]).exit_code == 0
+    source = {"extract-predict": JUDGMENTS, "generate-predict": extracted}[command]
+    other = write(tmp_path / "other.jsonl", [json.dumps(dict(json.loads(line), id=f"x-{json.loads(line)['id']}"),
+                                                        ensure_ascii=False) for line in source.read_text().splitlines()])
+    out = tmp_path / "foreign.jsonl"
+    stop = interrupt_after(3)
+    assert runner.invoke(app, commands(models, other, out)[command]).exit_code == 130
+    stop()
+    partial = tmp_path / "foreign.jsonl.partial"
+    result = runner.invoke(app, commands(models, source, out)[command])
+    assert result.exit_code == 1 and f"{partial}: was written from another input" in result.stderr
+    assert not out.exists() and partial.read_text().count("\n") == 3  # nothing lost, nothing merged
+    partial.write_text(partial.read_text())
+    (tmp_path / "foreign.jsonl.partial.json").unlink()  # a partial no run fingerprinted (left by hand)
+    result = runner.invoke(app, commands(models, source, out)[command])
+    assert result.exit_code == 1 and f"{partial}: holds records this command did not write" in result.stderr
+
+
+def test_a_partial_output_of_other_settings_is_refused(models, tmp_path, interrupt_after):
+    extracted = tmp_path / "extracted.jsonl"
+    assert runner.invoke(app, commands(models, JUDGMENTS, extracted)["extract-predict"]).exit_code == 0
+    out = tmp_path / "summaries.jsonl"
+    args = commands(models, extracted, out)["generate-predict"]
+    stop = interrupt_after(2)
+    assert runner.invoke(app, args).exit_code == 130
+    stop()
+    result = runner.invoke(app, [*args, "--decode.num_beams", "1"])
+    assert result.exit_code == 1 and "with other settings (settings.config.decode.num_beams differ)" in result.stderr
+    result = runner.invoke(app, args)  # the settings that wrote it resume it
+    assert result.exit_code == 0 and "(2 resumed)" in result.stderr
+
+
+def test_stdin_resumes_only_records_of_its_own_input(models, tmp_path, interrupt_after):
+    out = tmp_path / "labeled.jsonl"
+    stop = interrupt_after(2)
+    assert runner.invoke(app, commands(models, Path("-"), out)["oracle"], input="\n".join(GOOD[1:])).exit_code == 130
+    stop()
+    result = runner.invoke(app, commands(models, Path("-"), out)["oracle"], input="\n".join(GOOD[:1]))
+    assert result.exit_code == 1 and "2 records whose ids are not in this input" in result.stderr
+
+
+@pytest.mark.parametrize("errno_, text", [(28, "No space left on device"), (30, "Read-only file system")])
+def test_a_failed_write_is_one_line_that_says_a_rerun_resumes(models, tmp_path, monkeypatch, errno_, text):
+    import errno
+    import os as os_
+
+    from spaces.records import PartialJsonl
+
+    class Full:  # the partial's file once the disk is full (or remounted read-only)
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno_, os_.strerror(errno_))
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    original, written = PartialJsonl.write, []
+
+    def write(self, record):
+        if len(written) == 2 and not isinstance(self._file, Full):
+            self._file = Full(self._file)
+        written.append(record)
+        original(self, record)
+
+    monkeypatch.setattr(PartialJsonl, "write", write)
+    out = tmp_path / "labeled.jsonl"
+    result = runner.invoke(app, commands(models, JUDGMENTS, out)["oracle"])
+    assert errno.errorcode[errno_] and result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"error: {out}: cannot write: {text}; 2 records are saved in {out}.partial: "
+                                     "fix that and rerun the same command to resume")
+    monkeypatch.setattr(PartialJsonl, "write", original)
+    result = runner.invoke(app, commands(models, JUDGMENTS, out)["oracle"])
+    assert result.exit_code == 0 and "(2 resumed)" in result.stderr
+
+
+def test_a_model_that_cannot_be_written_is_one_line_and_leaves_no_file(tmp_path, tiny_bert, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+                              'space left on device" })')
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    out = tmp_path / "extractor"
+    result = runner.invoke(app, ["extract", "train", "-i", str(JUDGMENTS), "-o", str(out), "--model.name_or_path",
+                                 str(tiny_bert), "--train.folds", "2", "--train.epochs", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {out / 'fold-0.safetensors'}: cannot write: Error while serializing")
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(out.glob("*.safetensors"))
+
+
+def test_report_onto_a_directory_is_one_line_and_leaves_no_partial(tmp_path):
+    target = tmp_path / "existdir"
+    target.mkdir()
+    preds = write(tmp_path / "p.jsonl", [json.dumps({"id": json.loads(l)["id"], "summary": "原告"}) for l in GOOD])
+    result = runner.invoke(app, ["report", "-p", str(preds), "--references", str(JUDGMENTS), "-o", str(target)])
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {target}: is a directory; give a file name " \
+                                                              "for the output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existdir", "p.jsonl"]
+
+
+def test_weight_files_are_as_readable_as_the_rest_of_a_model_dir(models):
+    modes = {p.name: p.stat().st_mode & 0o777 for d in (models / "extractor", models / "generator" / "model-best")
+             for p in d.iterdir() if p.is_file()}
+    assert modes["fold-0.safetensors"] == modes["config.yaml"] == modes["model.safetensors"] == \
+        modes["copy_head.safetensors"], modes
+
+
+def test_a_select_flag_beats_the_cards_tuned_threshold(models, tmp_path):
+    card = json.loads((models / "extractor" / "card.json").read_text())
+
+    def picked(*flags: str) -> list[tuple[list[int], list[int]]]:
+        out = tmp_path / f"x{len(list(tmp_path.iterdir()))}.jsonl"
+        assert runner.invoke(app, [*commands(models, JUDGMENTS, out)["extract-predict"], *flags]).exit_code == 0
+        return [(r["selected"], r["scores"]) for r in read_jsonl(out)]
+
+    def above(scores: list[float], threshold: float) -> list[int]:
+        return [i for i, p in enumerate(scores) if p > threshold]
+
+    default = picked()
+    scores = sorted(p for _, row in default for p in row)
+    thresholds = (round(scores[0] - 1e-4, 6), scores[len(scores) // 2], round(scores[-1] + 1e-4, 6))
+    runs = {t: picked("--select.threshold", str(t), "--select.fallback_top_k", "1") for t in thresholds}
+    for t, rows in runs.items():
+        for selected, scores in rows:
+            assert selected == (above(scores, t) or [max(range(len(scores)), key=scores.__getitem__)])
+    assert len({str([s for s, _ in rows]) for rows in runs.values()}) == 3  # three thresholds, three selections
+    for selected, scores in default:  # no flag: the card's tuned threshold
+        assert selected == above(scores, card["threshold"]) or not above(scores, card["threshold"])
+
+
+def test_batch_summarize_says_which_judgments_lost_clauses(models, tmp_path):
+    config = tmp_path / "summarize.yaml"
+    config.write_text(f"extractor: {models / 'extractor'}\ngenerator: null\n", encoding="utf-8")
+    out = tmp_path / "summaries.jsonl"
+    result = runner.invoke(app, ["summarize", "-c", str(config), "-i", str(JUDGMENTS), "-o", str(out),
+                                 "--data.max_clauses", "6"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(GOOD)} documents longer than 6 clauses lost their first clauses" in result.stderr
+    assert all(r["dropped_clauses"] > 0 for r in read_jsonl(out))

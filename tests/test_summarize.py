@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
+from tests.conftest import JUDGMENTS, USER_DICT, document_text, mark_first_record, read_jsonl
 from tests.test_generate import TINY
 
 runner = CliRunner()
@@ -99,7 +99,7 @@ def test_explain_lists_the_picked_clauses_with_probabilities_and_sections(traine
         assert f"{extracted['scores'][i]:.3f}" in result.stderr and extracted["roles"][i] in result.stderr
 
 
-def test_batch_summarize_equals_one_at_a_time_and_resumes(trained, tmp_path):
+def test_batch_summarize_equals_one_at_a_time_and_resumes(trained, tmp_path, interrupt_after):
     root, config = trained
     out = tmp_path / "summaries.jsonl"
     result = runner.invoke(app, ["summarize", "--config", str(config), "--input", str(JUDGMENTS), "--output", str(out)])
@@ -111,8 +111,11 @@ def test_batch_summarize_equals_one_at_a_time_and_resumes(trained, tmp_path):
     assert one.stdout.strip() == rows[3]["summary"]
     # a partial output is picked up: the marked record is not redone
     out.unlink()
-    marked = dict(rows[0], summary="MARK")
-    (tmp_path / "summaries.jsonl.partial").write_text(json.dumps(marked, ensure_ascii=False) + "\n")
+    stop = interrupt_after(1)
+    result = runner.invoke(app, ["summarize", "--config", str(config), "-i", str(JUDGMENTS), "-o", str(out)])
+    assert result.exit_code == 130 and "1 records are saved" in result.stderr
+    stop()
+    mark_first_record(tmp_path / "summaries.jsonl.partial", summary="MARK")
     result = runner.invoke(app, ["summarize", "--config", str(config), "-i", str(JUDGMENTS), "-o", str(out)])
     assert result.exit_code == 0 and "(1 resumed)" in result.stderr
     assert [r["summary"] for r in read_jsonl(out)] == ["MARK"] + [r["summary"] for r in rows[1:]]

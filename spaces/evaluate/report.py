@@ -22,6 +22,7 @@ from spaces.errors import SpacesError
 from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, citation_spans, citations, copied_spans
 from spaces.evaluate.metrics import aggregate, read_predictions, read_references, score_document
 from spaces.numbers import number_spans, numbers
+from spaces.partial import check_target, write_atomic
 from spaces.records import ExtractedRecord, check_same_ids, display_name, read_records
 
 PAGE_SIZE = 25
@@ -121,8 +122,7 @@ def write_report(systems: dict[str, Path], references: Path, output: Path, data:
     """Write the page; returns the number of judgments on it."""
     if not systems:
         raise SpacesError("give at least one --predictions file")
-    if not Path(output).parent.exists():
-        raise SpacesError(f"output folder {Path(output).parent} does not exist", str(output))
+    check_target(output)
     refs = list(read_references(references, data, need_text=True))
     if not refs:
         raise SpacesError("no references", display_name(references))
@@ -177,9 +177,7 @@ def write_report(systems: dict[str, Path], references: Path, output: Path, data:
         n=len(refs), systems=len(names), table="".join(table), plots=_plots(names, rows, lengths),
         options=options, docs="".join(docs), sources=html.escape(json.dumps(
             {n: str(p) for n, p in systems.items()} | {"references": str(references)}, ensure_ascii=False)))
-    tmp = Path(output).with_name(Path(output).name + ".partial")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(output)
+    write_atomic(output, page)
     return len(refs)
 
 

@@ -98,5 +98,6 @@ def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, wor
         run = map_records(lambda: read_documents(input, config.data, need_summary=True), input, output, work,
                           desc="oracle", batch_size=16 * workers,
                           skip=(lambda d: not (d.text.strip() and d.summary.strip())) if skip_empty else None,
-                          on_resumed=lambda r: scores.append(r["score"]), allow_empty=allow_empty)
+                          on_resumed=lambda r: scores.append(r["score"]), allow_empty=allow_empty,
+                          settings={"config": config.model_dump(mode="json")})
     return OracleRun(run.written, run.resumed, run.skipped, sum(scores) / len(scores) if scores else 0.0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from spaces.cards import card_sha256
 from spaces.config import ExtractConfig
 from spaces.distributed import device
 from spaces.errors import SpacesError
@@ -48,9 +50,13 @@ class ExtractRun(MapRun):
 
 
 def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, output: Path | str, *,
-                     skip_empty: bool = False, allow_empty: bool = False) -> ExtractRun:
-    """Write one extracted record per input document."""
-    extractor = Extractor(model_dir).to(device())
+                     skip_empty: bool = False, allow_empty: bool = False,
+                     overrides: dict[str, Any] | None = None) -> ExtractRun:
+    """Write one extracted record per input document; a ``select.*`` key among the command line's
+    ``overrides`` beats the model dir's own (its card's tuned threshold is the default)."""
+    overrides = overrides or {}
+    flags = {key.removeprefix("select.") for key in overrides if key.startswith("select.")}
+    extractor = Extractor(model_dir, {key: getattr(config.select, key) for key in flags}).to(device())
     encoder = load_encoder(extractor, config)
     truncated = 0
 
@@ -62,5 +68,6 @@ def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, 
 
     run = map_records(lambda: read_documents(input, config.data), input, output, work, desc="extract",
                       batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
-                      allow_empty=allow_empty)
+                      allow_empty=allow_empty,
+                      settings={"config": config.model_dump(mode="json"), "model": card_sha256(model_dir)})
     return ExtractRun(run.written, run.resumed, run.skipped, truncated)

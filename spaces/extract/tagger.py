@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from spaces.cards import read_card
 from spaces.config import ExtractConfig, ExtractModelConfig, SelectConfig, load_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN
 from spaces.extract.sections import ROLES, position_in_section
+from spaces.partial import save_tensors
 from spaces.records import ExtractedRecord
 
 KIND = "spaces-extractor"
@@ -76,18 +78,21 @@ def pad_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | N
 
 
 @torch.inference_mode()
-def clause_probs(models: Sequence[DGCNN], vectors: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-    """Mean keep-probability of each clause over the given models (the k fold models at predict time)."""
-    out: list[np.ndarray] = []
+def clause_probs(models: Sequence[DGCNN], vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Mean keep-probability of each clause over the given models (the k fold models at predict time).
+
+    Each document is tagged alone (a DGCNN over at most a few hundred clauses is cheap): its probabilities
+    depend on its own vectors only, never on the documents that share its batch or its process, so a
+    resumed or sharded run tags a document exactly as an uninterrupted one does.
+    """
     for model in models:
         model.eval()
     device = next(models[0].parameters()).device
-    for start in range(0, len(vectors), batch_size):
-        chunk = vectors[start:start + batch_size]
-        x, mask, _ = pad_batch(chunk)
-        x, mask = x.to(device), mask.to(device)
-        probs = torch.stack([m(x, mask) for m in models]).mean(0).float().cpu().numpy()
-        out.extend(probs[b, : len(v)] for b, v in enumerate(chunk))
+    out: list[np.ndarray] = []
+    for v in vectors:
+        x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None].to(device)
+        mask = torch.ones(1, len(v), device=device)
+        out.append(torch.stack([m(x, mask) for m in models]).mean(0)[0].float().cpu().numpy())
     return out
 
 
@@ -111,13 +116,17 @@ def extracted_record(doc_id: str, clauses: list[str], probs: np.ndarray, selecti
 
 
 def save_fold(model: DGCNN, path: Path) -> None:
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    save_tensors(model.state_dict(), path)
 
 
 class Extractor:
-    """A trained extractor dir: config.yaml, card.json, fold-K.safetensors (predict averages the folds)."""
+    """A trained extractor dir: config.yaml, card.json, fold-K.safetensors (predict averages the folds).
 
-    def __init__(self, model_dir: Path):
+    Clauses are selected by the dir's own settings with its tuned threshold, except for the ``select``
+    keys given (from flags such as ``--select.threshold``): those win.
+    """
+
+    def __init__(self, model_dir: Path, select: dict[str, Any] | None = None):
         self.card = read_card(model_dir, KIND)
         try:
             self.config = load_config(ExtractConfig, model_dir / "config.yaml")
@@ -129,7 +138,7 @@ class Extractor:
                 self.models.append(model.eval())
         except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError, SpacesError) as e:
             raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
-        self.select = self.config.select.model_copy(update={"threshold": self.card["threshold"]})
+        self.select = self.config.select.model_copy(update={"threshold": self.card["threshold"], **(select or {})})
 
     def to(self, device) -> Extractor:
         for model in self.models:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from spaces.config import GenerateModelConfig
 from spaces.errors import SpacesError
 from spaces.generate.codec import TextCodec, load_tokenizer
 from spaces.hf import hf_quiet
+from spaces.partial import save_tensors, share
 
 COPY_HEAD = "copy_head.safetensors"
 META = "generator.json"
@@ -84,7 +85,8 @@ class CopyGenerator(nn.Module):
             self.seq2seq.save_pretrained(path, state_dict=state)
             self.tokenizer.save_pretrained(path)
         self._save_meta(path)
-        save_file({k: v.contiguous() for k, v in self.copy_head.state_dict().items()}, str(path / COPY_HEAD))
+        save_tensors(self.copy_head.state_dict(), path / COPY_HEAD)
+        share(path)
 
     def save_skeleton(self, path: Path) -> None:
         """Everything but the weights (configs, tokenizer, codec): what a resumed run rebuilds the model from."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spaces.cards import CARD, read_card
+from spaces.cards import CARD, card_sha256, read_card
 from spaces.config import GenerateConfig, load_config
 from spaces.distributed import device
 from spaces.errors import SpacesError
@@ -60,4 +60,5 @@ def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str
                 for r, s in zip(batch, summarize_records(model, batch, config))]
 
     return map_records(lambda: read_extracted(input, need_reference=False), input, output, work, desc="generate",
-                       batch_size=config.decode.batch_size, allow_empty=allow_empty)
+                       batch_size=config.decode.batch_size, allow_empty=allow_empty,
+                       settings={"config": config.model_dump(mode="json"), "model": card_sha256(model_dir)})
