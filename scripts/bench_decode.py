@@ -8,7 +8,7 @@ size) and beam 3, to a fixed length (an untrained model rarely stops early, so t
   * HF generate: the same model and beams, no constraint (the floor for any beam search);
   * SPACES style: one document at a time, no KV cache (the decoder reruns the whole prefix each step),
     a Python loop over beams, n-gram sets of the source rebuilt every step.
-Targets (issue #4): spaces / HF generate <= 1.3; SPACES style / spaces >= 10.
+Targets: spaces / HF generate <= 1.3; SPACES style / spaces >= 10.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ run, on the same threads. Variants:
   * ONNX Runtime int8 (dynamic, per-channel weights): what `model.quantize: int8` ships.
 
 Then, end to end: `extract predict` of the sample (a corpus its vector cache has never seen) with an fp32 and
-an int8 extractor (by default those `make learning-curve` trains on the 20 records, with and without
+an int8 extractor (by default those `make learning-curve` trains on all training records, with and without
 `model.quantize: int8`), after a warm-up on the fixture judgments that builds the int8 model once.
 
 Exits 1 if the shipped int8 encoder's cosine to fp32 falls below 0.99 (mean) or 0.98 (min).
@@ -110,8 +110,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=1500, help="clauses encoded per variant")
     parser.add_argument("--extractors", type=Path, nargs=2, metavar=("FP32", "INT8"),
-                        default=[ROOT / "runs" / "learning-curve" / "n20" / "extractor",
-                                 ROOT / "runs" / "learning-curve" / "n20-quantize"])
+                        default=[ROOT / "runs" / "learning-curve" / "variant-shipped",
+                                 ROOT / "runs" / "learning-curve" / "variant-quantize"])
     args = parser.parse_args()
     path = args.cail_dir / "train.json"
     if not path.is_file():

@@ -4,7 +4,7 @@
 
 Runs `extract predict`, `generate predict` and `evaluate` as separate processes on SMALL and 10 x SMALL
 records (the CAIL2020 records repeated under new ids) and reports each one's peak RSS (ru_maxrss of the
-child process). Uses the models that `make reproduce-cail` trained. Target (issue #6): ratio < 1.2.
+child process). Uses the models that `make reproduce-cail` trained. Target: ratio < 1.2.
 Decoding is cut to 16 new tokens: memory, not summaries, is measured here.
 """
 
@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=100)
     args = parser.parse_args()
     run = args.run_dir
-    needed = [run / "train.jsonl", run / "extractor" / "card.json", run / "generator" / "model-best"]
+    needed = [run / "train" / "train.json", run / "extractor" / "card.json", run / "generator" / "model-best"]
     if not all(p.exists() for p in needed):
         print(f"error: {run}: run `make reproduce-cail` first (it trains the models measured here)", file=sys.stderr)
         return 1
@@ -56,7 +56,7 @@ def main() -> int:
         tmp = Path(tmp)
         rows = {}
         for n in (args.small, 10 * args.small):
-            docs = replicate(run / "train.jsonl", tmp / f"docs-{n}.jsonl", n)
+            docs = replicate(run / "train" / "train.json", tmp / f"docs-{n}.jsonl", n)
             extracted, summaries = tmp / f"extracted-{n}.jsonl", tmp / f"summaries-{n}.jsonl"
             rows.setdefault("extract predict", []).append(peak_rss_mb(
                 [*SPACES, "extract", "predict", "-m", str(run / "extractor"), "-i", str(docs), "-o", str(extracted)]))

@@ -3,7 +3,7 @@
     python scripts/bench_oracle.py [--cail-dir ../shared/cail2020]
 
 Prints one line per implementation and the speed-up; exits 1 if any label differs.
-Target (issue #2): identical labels, >= 20x faster on the 20 shared CAIL2020 records.
+Target: identical labels, >= 20x faster on the 20 shared CAIL2020 records.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
    unit. "scoring" times both on the same space-joined tokens; "end to end" adds jieba for both.
 2. One 3,000-character pair at char level (rouge-chinese's dict LCS table: seconds and GBs), its peak
    memory measured in a child process from the OS.
-Targets (issue #2): >= 10x faster on the pairs with equal numbers; the long pair in < 0.1 s.
+Targets: >= 10x faster on the pairs with equal numbers; the long pair in < 0.1 s.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The Lead baseline: the first clauses of each judgment, up to a character budget.
 
-    python scripts/lead.py DOCS OUTPUT [--chars 300] [--text-field text]
+    python scripts/lead.py OUTPUT DOCS [DOCS ...] [--chars 300]
+
+Each DOCS is ``FILE`` or ``FILE:FIELD``, as ``--input`` takes it.
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ def lead(text: str, chars: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("docs")
     parser.add_argument("output")
+    parser.add_argument("docs", nargs="+")
     parser.add_argument("--chars", type=int, default=300)
-    parser.add_argument("--text-field", default="text")
     args = parser.parse_args()
     with JsonlWriter(args.output) as out:
-        for doc in read_documents(args.docs, DataConfig(text_field=args.text_field)):
+        for doc in read_documents(args.docs, DataConfig()):
             out.write({"id": doc.id, "summary": lead(doc.text, args.chars)})
     return 0
 

@@ -1,18 +1,20 @@
-"""How the extractor's score grows with data, what its features are worth, and how the generator learns.
+"""How the extractor and the seq2seq generator grow with data, and what the extractor's features are worth.
 
-    python scripts/learning_curve.py [--cail-dir ../shared/cail2020] [--sizes 5 10 15 20] [--out runs/learning-curve]
-                                     [--run-dir runs/cail2020]
+    python scripts/learning_curve.py [--run-dir runs/cail2020] [--sizes 10 20 40 60] [--out runs/learning-curve]
+                                     [--no-generator] [--no-variants] [--user-dict ../shared/cail2020/user_dict.txt]
 
-1. Learning curve: for each size n, the first n records (after a seeded shuffle) are oracle-labelled and the
-   extractor is trained k-fold with configs/extract.yaml (k = min(5, n)); the out-of-fold extract CAIL score
-   and its spread over the folds are recorded.
-2. A/B on all records, cross-validated (same seeds, same folds): the shipped config against it without the
-   section-role features, without the position features, and with the int8 encoder.
-3. A/B on the held-out records of `make reproduce-cail`'s split (RUN_DIR/train.jsonl -> RUN_DIR/test.jsonl):
-   the same variants trained on the 15 and scored on the 5.
-4. The generator's curve: validation CAIL of the EMA and raw weights by epoch, read from RUN_DIR's generator card.
+Reads the split of `make reproduce-cail` (RUN_DIR/split.json, RUN_DIR/labeled.jsonl: the oracle-labelled
+training records) and scores every point on the same held-out records.
 
-Writes OUT/learning_curve.json and OUT/learning_curve.md.
+1. Learning curve: for each size n, the first n training records after a seeded shuffle (each size holds the
+   smaller ones); the extractor trained k-fold with configs/extract.yaml (k = min(5, n)), its out-of-fold CAIL
+   (cross-validated on the n) and its held-out CAIL; then the seq2seq generator (configs/generate.yaml) on
+   those n out-of-fold extracts, its validation CAIL against the extract's (its card) and its held-out CAIL.
+2. Extractor variants on all training records (same seeds and folds), cross-validated and held out: the
+   shipped config without the section-role features, without the position features, with the int8 encoder,
+   and with a length budget tuned beside the threshold.
+
+Writes OUT/learning_curve.json (what `make results` puts into README) and OUT/learning_curve.md.
 """
 
 from __future__ import annotations
@@ -28,97 +30,120 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = [sys.executable, "-m", "spaces"]
 VARIANTS = {
-    "shipped (positions + sections)": [],
+    "shipped": [],
     "without section features": ["--model.section_features", "false"],
     "without position features": ["--model.position_features", "false"],
     "int8 encoder": ["--model.quantize", "int8"],
+    "budget tuned beside the threshold": ["--select.tune_budget", "true"],
 }
 
 
 def run(args: list[str]) -> None:
-    subprocess.run(args, check=True, cwd=ROOT)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
 
 
-def train(labeled: Path, out: Path, user_dict: str, folds: int, extra: list[str]) -> dict:
-    run([*SPACES, "extract", "train", "-c", "configs/extract.yaml", "-i", str(labeled), "-o", str(out),
-         "--data.user_dict", user_dict, "--train.folds", str(folds), *extra])
+def inputs(flag: str, specs: list[str]) -> list[str]:
+    return [x for spec in specs for x in (flag, spec)]
+
+
+def held_out_score(predictions: Path, test: list[str], user_dict: str) -> float:
+    metrics = predictions.with_suffix(".metrics.json")
+    run([*SPACES, "evaluate", "--predictions", predictions, *inputs("--references", test), "--user-dict", user_dict,
+         "--no-faithfulness", "-o", metrics])
+    return json.loads(metrics.read_text())["main"]
+
+
+def extractor_point(labeled: Path, out: Path, test: list[str], user_dict: str, folds: int, extra: list[str]) -> dict:
+    run([*SPACES, "extract", "train", "-c", "configs/extract.yaml", "-i", labeled, "-o", out, "--data.user_dict",
+         user_dict, "--train.folds", folds, *extra])
     card = json.loads((out / "card.json").read_text())
     scores = [f["val_score"] for f in card["fold_scores"]]
-    return {"oof_score": card["oof_score"], "threshold": card["threshold"], "fold_mean": statistics.mean(scores),
-            "fold_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0, "fold_min": min(scores),
-            "fold_max": max(scores)}
+    run([*SPACES, "extract", "predict", "-m", out, *inputs("-i", test), "-o", out / "test-extracted.jsonl"])
+    lengths = sorted(len(json.loads(line)["extract"]) for line in (out / "test-extracted.jsonl").open(encoding="utf-8"))
+    return {"oof_score": card["oof_score"], "threshold": card["threshold"], "budget": card.get("budget"),
+            "fold_mean": statistics.mean(scores), "fold_sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "held_out": held_out_score(out / "test-extracted.jsonl", test, user_dict),
+            "held_out_chars_median": statistics.median(lengths),
+            "held_out_chars_p90": lengths[min(len(lengths) - 1, round(0.9 * (len(lengths) - 1)))]}
 
 
-def held_out(run_dir: Path, out: Path, user_dict: str, extra: list[str]) -> float:
-    labeled = out / "labeled.jsonl"
-    if not labeled.exists():
-        run([*SPACES, "extract", "oracle", "-i", str(run_dir / "train.jsonl"), "-o", str(labeled),
-             "--data.user_dict", user_dict])
-    model = out / ("extractor-" + (extra[0].split(".")[-1] if extra else "shipped"))
-    run([*SPACES, "extract", "train", "-c", "configs/extract.yaml", "-i", str(labeled), "-o", str(model),
-         "--data.user_dict", user_dict, *extra])
-    run([*SPACES, "extract", "predict", "-m", str(model), "-i", str(run_dir / "test.jsonl"),
-         "-o", str(model / "test-extracted.jsonl")])
-    run([*SPACES, "evaluate", "--predictions", str(model / "test-extracted.jsonl"), "--references",
-         str(run_dir / "test.jsonl"), "--user-dict", user_dict, "--no-faithfulness", "-o", str(model / "metrics.json")])
-    return json.loads((model / "metrics.json").read_text())["main"]
+def generator_point(oof: Path, extracted: Path, out: Path, test: list[str], user_dict: str) -> dict:
+    run([*SPACES, "generate", "train", "-c", "configs/generate.yaml", "-i", oof, "-o", out, "--data.user_dict",
+         user_dict])
+    card = json.loads((out / "card.json").read_text())
+    run([*SPACES, "generate", "predict", "-m", out / "model-best", "-i", extracted, "-o", out / "test-generated.jsonl"])
+    return {"validation": card["validation"], "best_epoch": (card["best"] or {}).get("epoch"),
+            "seconds": card["seconds"], "held_out": held_out_score(out / "test-generated.jsonl", test, user_dict)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 15, 20])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning-curve")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "cail2020")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 60])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning-curve")
+    parser.add_argument("--user-dict", default=str(ROOT.parent / "shared" / "cail2020" / "user_dict.txt"))
+    parser.add_argument("--no-generator", action="store_true")
+    parser.add_argument("--no-variants", action="store_true")
     args = parser.parse_args()
-    lines = [line for line in (args.cail_dir / "train.json").read_text(encoding="utf-8").splitlines() if line.strip()]
+    split_file, all_labeled = args.run_dir / "split.json", args.run_dir / "labeled.jsonl"
+    if not (split_file.is_file() and all_labeled.is_file()):
+        print(f"error: {args.run_dir}: run `make reproduce-cail` first (its split is what every point is scored on)",
+              file=sys.stderr)
+        return 1
+    test = json.loads(split_file.read_text())["test"]
+    lines = [line for line in all_labeled.read_text(encoding="utf-8").splitlines() if line.strip()]
     random.Random(42).shuffle(lines)
     args.out.mkdir(parents=True, exist_ok=True)
-    user_dict = str(args.cail_dir / "user_dict.txt")
-    result: dict = {"curve": [], "cross_validated": {}, "held_out": {}, "generator": []}
-    labeled = {}
-    for n in args.sizes:
+    result: dict = {"held_out_records": sum(1 for _ in _records(test)), "curve": [], "variants": {}}
+    for n in [n for n in args.sizes if n <= len(lines)]:
         d = args.out / f"n{n}"
         d.mkdir(exist_ok=True)
-        (d / "docs.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
-        run([*SPACES, "extract", "oracle", "-i", str(d / "docs.jsonl"), "-o", str(d / "labeled.jsonl"),
-             "--data.user_dict", user_dict])
-        labeled[n] = d / "labeled.jsonl"
-        result["curve"].append({"records": n, "folds": min(5, n),
-                                **train(labeled[n], d / "extractor", user_dict, min(5, n), [])})
-    n = max(args.sizes)
-    for name, extra in VARIANTS.items():
-        result["cross_validated"][name] = (result["curve"][-1] if not extra else
-                                           train(labeled[n], args.out / f"n{n}-{extra[0].split('.')[-1]}",
-                                                 user_dict, min(5, n), extra))
-    if (args.run_dir / "train.jsonl").is_file():
-        held = args.out / "held-out"
-        held.mkdir(exist_ok=True)
+        (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+        point = {"records": n, "folds": min(5, n),
+                 "extractor": extractor_point(d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [])}
+        if not args.no_generator:
+            point["generator"] = generator_point(d / "extractor" / "oof.jsonl", d / "extractor" / "test-extracted.jsonl",
+                                                 d / "generator", test, args.user_dict)
+        result["curve"].append(point)
+        (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not args.no_variants:
         for name, extra in VARIANTS.items():
-            result["held_out"][name] = held_out(args.run_dir, held, user_dict, extra)
-    card = args.run_dir / "generator" / "card.json"
-    if card.is_file():
-        result["generator"] = json.loads(card.read_text())["history"]
-    (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
-    report = ["# Learning curves", "", "## Extractor: out-of-fold extract CAIL (word level) by training records", "",
-              "| records | folds | out-of-fold CAIL | per-fold mean ± sd (min–max) |", "|---|---|---|---|"]
-    report += [f"| {e['records']} | {e['folds']} | {e['oof_score']:.4f} | {e['fold_mean']:.3f} ± {e['fold_sd']:.3f} "
-               f"({e['fold_min']:.3f}–{e['fold_max']:.3f}) |" for e in result["curve"]]
-    report += ["", f"## Extractor variants ({n} records, 5-fold cross-validated; held-out: trained on the split's "
-               "training records, scored on its held-out ones)", "",
-               "| variant | out-of-fold CAIL | per-fold mean ± sd | held-out CAIL |", "|---|---|---|---|"]
-    for name, e in result["cross_validated"].items():
-        held = result["held_out"].get(name)
-        report.append(f"| {name} | {e['oof_score']:.4f} | {e['fold_mean']:.3f} ± {e['fold_sd']:.3f} | "
-                      f"{'–' if held is None else f'{held:.4f}'} |")
-    if result["generator"]:
-        report += ["", "## Generator: by epoch (validation records of its card)", "",
-                   "| epoch | training loss | validation CAIL (EMA) | validation CAIL (raw) |", "|---|---|---|---|"]
-        report += [f"| {h['epoch']} | {h['loss']:.3f} | {h.get('val_ema', '–')} | {h.get('val_raw', '–')} |"
-                   for h in result["generator"] if "val_raw" in h]
-    (args.out / "learning_curve.md").write_text("\n".join(report) + "\n", encoding="utf-8")
-    print("\n".join(report))
+            d = args.out / ("variant-" + (extra[0].split(".")[-1] if extra else "shipped"))
+            result["variants"][name] = extractor_point(all_labeled, d, test, args.user_dict, 5, extra)
+            (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    report = markdown(result)
+    (args.out / "learning_curve.md").write_text(report, encoding="utf-8")
+    print(report)
     return 0
+
+
+def _records(specs: list[str]):
+    sys.path.insert(0, str(ROOT))
+    from spaces.config import DataConfig
+    from spaces.records import read_documents
+
+    return read_documents(specs, DataConfig(), need_summary=True)
+
+
+def markdown(result: dict) -> str:
+    n = result["held_out_records"]
+    out = [f"Held out: the same {n} records for every point.", "",
+           "| training records | extractor, out-of-fold CAIL (per fold mean ± sd) | extractor, held out | "
+           "seq2seq generator: validation CAIL vs its extract's | generator, held out |", "|---|---|---|---|---|"]
+    for p in result["curve"]:
+        e, g = p["extractor"], p.get("generator")
+        gen = ("–", "–") if g is None else (
+            f"{g['validation']['generator']:.4f} vs {g['validation']['extract']:.4f}", f"{g['held_out']:.4f}")
+        out.append(f"| {p['records']} | {e['oof_score']:.4f} ({e['fold_mean']:.3f} ± {e['fold_sd']:.3f}) | "
+                   f"{e['held_out']:.4f} | {gen[0]} | {gen[1]} |")
+    if result["variants"]:
+        out += ["", "| extractor variant (all training records, same seeds and folds) | out-of-fold CAIL | "
+                "per fold mean ± sd | held out | extract chars, median / p90 (held out) |", "|---|---|---|---|---|"]
+        for name, e in result["variants"].items():
+            budget = f" (threshold {e['threshold']}, budget {e['budget']})" if "budget" in name else ""
+            out.append(f"| {name}{budget} | {e['oof_score']:.4f} | {e['fold_mean']:.3f} ± {e['fold_sd']:.3f} | "
+                       f"{e['held_out']:.4f} | {e['held_out_chars_median']:.0f} / {e['held_out_chars_p90']} |")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Embeds the clauses of the first DOCS CAIL2020 records (or the project's fixtures) plus a few odd
 strings both ways, with the same "passage: " prefix, mean pooling and L2 normalisation, and prints
-the cosine between them and whether the token counts agree. Target (issue #3): cosine >= 0.999.
+the cosine between them and whether the token counts agree. Target: cosine >= 0.999.
 """
 
 from __future__ import annotations

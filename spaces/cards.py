@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from spaces.errors import SpacesError
-from spaces.records import display_name, file_sha256, write_json
+from spaces.records import display_name, file_sha256, input_paths, write_json
 
 CARD = "card.json"
+# The one registry of model-dir kinds: (the command that trains one, what it is, what takes it).
+KINDS = {
+    "spaces-extractor": ("spaces extract train", "an extractor", "extract predict -m or summarize --extractor"),
+    "spaces-generator": ("spaces generate train", "a generator", "generate predict -m or summarize --generator"),
+}
 
 
 def environment() -> dict[str, Any]:
@@ -24,10 +30,14 @@ def environment() -> dict[str, Any]:
             "python": platform.python_version(), "threads": torch.get_num_threads()}
 
 
-def write_card(model_dir: Path, kind: str, data_file: Path | str, records: int, **fields: Any) -> dict[str, Any]:
-    """Write ``model_dir/card.json`` atomically and return it."""
+def write_card(model_dir: Path, kind: str, data: Path | str | Sequence[Path | str], records: int,
+               **fields: Any) -> dict[str, Any]:
+    """Write ``model_dir/card.json`` atomically and return it (``data``: the input file, or several)."""
+    files = input_paths(data)
+    hashes = [file_sha256(f) for f in files]
     card = {"kind": kind,
-            "data": {"file": display_name(data_file), "sha256": file_sha256(data_file), "records": records},
+            "data": {"file": ", ".join(display_name(f) for f in files),
+                     "sha256": hashes[0] if len(hashes) == 1 else hashes, "records": records},
             **fields, "versions": environment()}
     write_json(model_dir / CARD, card)
     return card
@@ -42,15 +52,17 @@ def card_sha256(model_dir: Path | str) -> str | None:
 def read_card(model_dir: Path, kind: str) -> dict[str, Any]:
     """A model dir's card; a missing or foreign one is a located error that says how to make one."""
     path = Path(model_dir) / CARD
-    command = {"spaces-extractor": "spaces extract train", "spaces-generator": "spaces generate train"}[kind]
-    what = {"spaces-extractor": "an extractor", "spaces-generator": "a generator"}[kind]
+    command, what, _ = KINDS[kind]
     if not path.is_file():
         raise SpacesError(f"not {what} model dir (no {CARD}); train one with '{command}'", str(model_dir))
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise SpacesError(f"corrupt {what.split()[-1]} model dir: {CARD} is not JSON ({e})", str(model_dir)) from None
-    if not isinstance(card, dict) or card.get("kind") != kind:
-        raise SpacesError(f"not {what} model dir ({CARD} is of kind "
-                          f"{card.get('kind') if isinstance(card, dict) else None!r})", str(model_dir))
+        raise SpacesError(f"corrupt {what.split()[-1]} model dir: {CARD} is not JSON ({e})", str(model_dir)) from e
+    found = card.get("kind") if isinstance(card, dict) else None
+    if found in KINDS and found != kind:
+        raise SpacesError(f"this is {KINDS[found][1]} model dir, not {what} one (give it to "
+                          f"{KINDS[found][2]})", str(model_dir))
+    if found != kind:
+        raise SpacesError(f"not {what} model dir ({CARD} is of kind {found!r})", str(model_dir))
     return card

@@ -18,7 +18,7 @@ from spaces import __version__
 from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, GenerateConfig, SummarizeConfig, load_config,
                            parse_overrides, render_defaults)
 from spaces.errors import Interrupted, SpacesError
-from spaces.records import display_name, refuse_overwriting_inputs
+from spaces.records import display_name, input_paths, refuse_overwriting_inputs
 
 _state = {"debug": False}
 
@@ -88,6 +88,8 @@ def _flags_without_type(display_type_rich):
 typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
 
 
+INPUTS = ("Repeat for several files, each read with its own field names: FILE:FIELD sets its text field "
+          "(val60.jsonl:source), FILE:text=F,id=F,summary=F any of them; ids must be unique across the files.")
 SkipEmpty = Annotated[bool, typer.Option("--skip-empty", help="Leave out empty documents (counted in the summary line) "
                                  "instead of stopping with an error.")]
 AllowEmpty = Annotated[bool, typer.Option("--allow-empty", help="Accept an input without records (an empty output) "
@@ -141,7 +143,8 @@ def config_command(
 @extract_app.command("oracle", context_settings=WITH_OVERRIDES)
 def extract_oracle(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL with reference summaries ('-' for stdin, .gz read as gzip).")],
+    input: Annotated[list[str], typer.Option("--input", "-i", help="Documents JSONL with reference summaries ('-' "
+                                             "for stdin, .gz read as gzip). " + INPUTS)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Labeled JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
@@ -157,7 +160,7 @@ def extract_oracle(
     from spaces.extract.oracle import run_oracle
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
-    refuse_overwriting_inputs([output], [input, config])
+    refuse_overwriting_inputs([output], [*input_paths(input), config])
     start = time.perf_counter()
     run = run_oracle(cfg, input, output, workers, skip_empty, allow_empty)
     notes = [f"{run.resumed} resumed"] * bool(run.resumed) + [f"{run.skipped} skipped as empty"] * bool(run.skipped)
@@ -169,8 +172,8 @@ def extract_oracle(
 @extract_app.command("train", context_settings=WITH_OVERRIDES)
 def extract_train(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents with summaries, or labeled records "
-                                        "from 'extract oracle'.")],
+    input: Annotated[list[str], typer.Option("--input", "-i", help="Documents with summaries, or labeled records "
+                                             "from 'extract oracle'. " + INPUTS)],
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Extractor model dir to write.")],
     config: ConfigOpt = None,
 ) -> None:
@@ -183,7 +186,7 @@ def extract_train(
     from spaces.extract.train import train_extractor
 
     cfg = load_config(ExtractConfig, config, parse_overrides(ctx.args))
-    refuse_overwriting_inputs([output_dir, output_dir / "oof.jsonl"], [input])
+    refuse_overwriting_inputs([output_dir, output_dir / "oof.jsonl"], input_paths(input))
     card = train_extractor(cfg, input, output_dir)
     folds = ", ".join(f"{f['val_score']:.4f}" for f in card["fold_scores"])
     typer.echo(f"trained {card['folds']} folds on {_docs(card['data']['records'])} in {card['seconds']:.0f}s; "
@@ -195,7 +198,8 @@ def extract_train(
 def extract_predict(
     ctx: typer.Context,
     model: Annotated[Path, typer.Option("--model", "-m", help="Extractor dir from 'extract train'.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin, .gz read as gzip).")],
+    input: Annotated[list[str], typer.Option("--input", "-i", help="Documents JSONL ('-' for stdin, .gz read as "
+                                             "gzip). " + INPUTS)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Extracted JSONL to write ('-' for stdout).")],
     config: ConfigOpt = None,
     skip_empty: SkipEmpty = False,
@@ -211,10 +215,11 @@ def extract_predict(
 
     overrides = parse_overrides(ctx.args)
     cfg = load_config(ExtractConfig, config, overrides)
-    refuse_overwriting_inputs([output], [input, config])
+    refuse_overwriting_inputs([output], [*input_paths(input), config])
     run = predict_extracts(cfg, model, input, output, skip_empty=skip_empty, allow_empty=allow_empty,
                            overrides=overrides)
-    _report("extracted", run, output, _truncated(run.truncated, cfg.data.max_clauses))
+    _report("extracted", run, output, _truncated(run.truncated, cfg.data.max_clauses)
+            + [f"the court's holding added to {run.holding} (select.keep_holding)"] * bool(run.holding))
 
 
 def _truncated(n: int, limit: int) -> list[str]:
@@ -286,8 +291,8 @@ def evaluate(
     ctx: typer.Context,
     predictions: Annotated[Path, typer.Option(help="Predictions JSONL: summaries {id, summary}, or extracted / "
                                               "labeled records (their 'extract' is scored).")],
-    references: Annotated[Path, typer.Option(help="Documents JSONL holding the reference summaries (and the "
-                                             "judgments' text, for the faithfulness figures).")],
+    references: Annotated[list[str], typer.Option(help="Documents JSONL holding the reference summaries (and the "
+                                                  "judgments' text, for the faithfulness figures). " + INPUTS)],
     unit: Annotated[UnitChoice, typer.Option(help="word: jieba tokens (HMM off); char: characters.")] = UnitChoice.word,
     user_dict: Annotated[Optional[Path], typer.Option(help="jieba user dictionary (overrides data.user_dict).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write metrics JSON here ('-' for stdout).")] = None,
@@ -321,13 +326,17 @@ def evaluate(
     for key, value in (metrics.get("faithfulness") or {}).items():
         table.add_row(key.replace("_", " "), "n/a" if value is None else f"{value:.4f}")
     Console(stderr=str(output) == "-").print(table)
+    if not no_faithfulness and "faithfulness" not in metrics:
+        typer.echo(f"note: no faithfulness figures: the references have no judgment text (field "
+                   f"{cfg.data.text_field!r}; FILE:FIELD names another)", err=True)
 
 
 @app.command()
 def report(
-    predictions: Annotated[list[Path], typer.Option("--predictions", "-p", help="Summaries JSONL of a system; "
+    predictions: Annotated[list[str], typer.Option("--predictions", "-p", help="Summaries JSONL of a system; "
                                                     "repeat for several (NAME=FILE names a system).")],
-    references: Annotated[Path, typer.Option(help="Documents JSONL: the judgments with their reference summaries.")],
+    references: Annotated[list[str], typer.Option(help="Documents JSONL: the judgments with their reference "
+                                                  "summaries. " + INPUTS)],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")],
     extracted: Annotated[Optional[Path], typer.Option(help="Extracted records (shows the picked clauses, their "
                                                       "probabilities and section roles).")] = None,
@@ -338,13 +347,10 @@ def report(
     and every judgment with its extracted clauses, each summary with copied spans and invented numbers
     or statutes marked, its reference and its scores; sortable, worst first on a click."""
     from spaces.config import DataConfig
-    from spaces.evaluate.report import write_report
+    from spaces.evaluate.report import parse_systems, write_report
 
-    systems = {}
-    for spec in predictions:
-        name, eq, path = str(spec).partition("=")
-        systems[name if eq else Path(name).stem] = Path(path if eq else name)
-    refuse_overwriting_inputs([output], [*systems.values(), references, extracted])
+    systems = parse_systems(predictions)
+    refuse_overwriting_inputs([output], [*systems.values(), *input_paths(references), extracted])
     n = write_report(systems, references, output, DataConfig(user_dict=user_dict), extracted, title)
     typer.echo(f"wrote {output}: {len(systems)} system(s), {_docs(n)}", err=True)
 
@@ -365,8 +371,8 @@ def summarize(
     use_generator: Annotated[Optional[UseGeneratorChoice], typer.Option(
         help="auto: the generator's summary only if its validation score beat the extract's; always; never. "
              "Overrides the config's use_generator.")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Batch mode: documents JSONL to summarize "
-                                                  "('-' for stdin, .gz read as gzip).")] = None,
+    input: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="Batch mode: documents JSONL to "
+                                                       "summarize ('-' for stdin, .gz read as gzip). " + INPUTS)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Batch mode: summaries JSONL to write "
                                                    "('-' for stdout).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also show the clauses picked, their probabilities and "
@@ -402,7 +408,7 @@ def summarize(
                           "--output FILE for many)")
     doc = None
     if input is not None:
-        refuse_overwriting_inputs([output], [input, config])
+        refuse_overwriting_inputs([output], [*input_paths(input), config])
     else:  # one judgment: read it before loading any model, so a bad one fails at once
         from spaces.records import read_text
 

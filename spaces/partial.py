@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from spaces.errors import SpacesError
+from spaces.errors import SpacesError, WriteError
 
 
 def partial_path(target: Path | str) -> Path:
@@ -40,9 +40,9 @@ def check_target(target: Path | str) -> Path:
     return target
 
 
-def write_error(e: OSError, where: Path | str) -> SpacesError:
+def write_error(e: OSError, where: Path | str) -> WriteError:
     """An OS error of a write (disk full, read-only, permission) as one located line."""
-    return SpacesError(f"cannot write: {e.strerror or e}", str(where))
+    return WriteError(f"cannot write: {e.strerror or e}", str(where))
 
 
 def write_atomic(target: Path | str, content: str | bytes) -> None:
@@ -95,10 +95,10 @@ def lock(path: Path, target: Path | str) -> IO[bytes]:
             raise write_error(e, target) from e
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as e:
             handle.close()
             raise SpacesError(f"another run is writing this output (it holds {path.name}); wait for it to end or "
-                              "write to another file", str(target)) from None
+                              "write to another file", str(target)) from e
         try:
             current = os.stat(path).st_ino
         except FileNotFoundError:
@@ -124,9 +124,9 @@ def check_fingerprint(partial: Path, fingerprint: dict[str, Any] | None, holds_r
     saved_in = fingerprint_path(partial)
     try:
         saved = json.loads(saved_in.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as e:
         raise SpacesError(f"holds records this command did not write here (no readable {saved_in.name} beside it "
-                          "says from which input and settings): delete it to start over", str(partial)) from None
+                          "says from which input and settings): delete it to start over", str(partial)) from e
     want, have = _flat(fingerprint), _flat(saved if isinstance(saved, dict) else {})
     if want.get("input") is None or have.get("input") is None:  # stdin has no hash: the ids are checked instead
         want.pop("input", None)

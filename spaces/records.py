@@ -19,8 +19,9 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar, TypeVar
@@ -48,12 +49,12 @@ def open_binary(path: Path | str) -> IO[bytes]:
     name = display_name(path)
     try:
         stream = open(path, "rb")
-    except FileNotFoundError:
-        raise SpacesError("file not found", name) from None
-    except IsADirectoryError:
-        raise SpacesError("is a directory, not a file", name) from None
-    except PermissionError:
-        raise SpacesError("permission denied", name) from None
+    except FileNotFoundError as e:
+        raise SpacesError("file not found", name) from e
+    except IsADirectoryError as e:
+        raise SpacesError("is a directory, not a file", name) from e
+    except PermissionError as e:
+        raise SpacesError("permission denied", name) from e
     if stream.peek(2)[:2] == GZIP_MAGIC:
         return gzip.open(stream)  # type: ignore[return-value]
     return stream
@@ -65,14 +66,14 @@ def read_text(path: Path | str) -> str:
     try:
         raw = stream.read()
     except (OSError, EOFError) as e:
-        raise SpacesError(f"cannot read: {e}", display_name(path)) from None
+        raise SpacesError(f"cannot read: {e}", display_name(path)) from e
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
     try:
         return raw.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpacesError(f"not valid UTF-8 (byte {e.start + 1})", display_name(path)) from None
+        raise SpacesError(f"not valid UTF-8 (byte {e.start + 1})", display_name(path)) from e
 
 
 def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -85,7 +86,7 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 raw = stream.readline()
             except (OSError, EOFError) as e:  # a truncated or corrupt gzip file
-                raise SpacesError(f"cannot read: {e}", f"{name}:{number + 1}") from None
+                raise SpacesError(f"cannot read: {e}", f"{name}:{number + 1}") from e
             if not raw:
                 break
             number += 1
@@ -94,7 +95,7 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise SpacesError(f"not valid UTF-8 (byte {e.start + 1} of the line)", f"{name}:{number}") from None
+                raise SpacesError(f"not valid UTF-8 (byte {e.start + 1} of the line)", f"{name}:{number}") from e
             if not line.strip():
                 continue
             if line.lstrip().startswith("["):
@@ -103,7 +104,7 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise SpacesError(f"invalid JSON: {e.msg} (column {e.colno})", f"{name}:{number}") from None
+                raise SpacesError(f"invalid JSON: {e.msg} (column {e.colno})", f"{name}:{number}") from e
             if not isinstance(obj, dict):
                 raise SpacesError(f"expected a JSON object, got {type(obj).__name__}", f"{name}:{number}")
             if "\\u" in line:
@@ -120,7 +121,7 @@ def check_unicode(obj: Any, where: str) -> None:
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
         raise SpacesError(f"a lone surrogate escape (\\u{ord(e.object[e.start]):04x}) is no character: not valid "
-                          "Unicode", where) from None
+                          "Unicode", where) from e
 
 
 def count_records(path: Path | str) -> int | None:
@@ -147,15 +148,18 @@ def record_id(value: Any, field: str) -> str:
 
 
 class UniqueIds:
-    """The one duplicate check: remembers where each id was first seen."""
+    """The one duplicate check: remembers where each id was first seen (across several files too)."""
 
     def __init__(self) -> None:
-        self.first: dict[str, int] = {}
+        self.first: dict[str, tuple[str, int]] = {}
 
     def add(self, record_id: str, number: int, where: str) -> None:
+        file = where.rsplit(":", 1)[0]
         if record_id in self.first:
-            raise SpacesError(f"duplicate id {record_id!r} (first on line {self.first[record_id]})", where)
-        self.first[record_id] = number
+            first_file, first_line = self.first[record_id]
+            seen = f"line {first_line}" if first_file == file else f"{first_file}:{first_line}"
+            raise SpacesError(f"duplicate id {record_id!r} (first on {seen})", where)
+        self.first[record_id] = (file, number)
 
 
 def some(ids: list[str], k: int = 3) -> str:
@@ -194,6 +198,10 @@ class Document:
     where: str  # FILE:LINE, for messages about this record
 
 
+# Control characters (an escaped NUL, a stray \r) are no text of a judgment: a summary must not print them.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def document_text(value: Any, field: str, where: str) -> str:
     if isinstance(value, str):
         return value
@@ -218,7 +226,7 @@ def document_from(obj: dict[str, Any], data: DataConfig, where: str, *, need_tex
         try:
             doc_id = record_id(obj[data.id_field], data.id_field)
         except ValueError as e:
-            raise SpacesError(str(e), where) from None
+            raise SpacesError(str(e), where) from e
     else:
         doc_id = default_id
     text = ""
@@ -231,17 +239,65 @@ def document_from(obj: dict[str, Any], data: DataConfig, where: str, *, need_tex
         raise SpacesError(f"missing summary field {data.summary_field!r}", where)
     if summary is not None and not isinstance(summary, str):
         raise SpacesError(f"summary field {data.summary_field!r} must be a string", where)
-    return Document(doc_id, text.removeprefix("\ufeff"), summary, where)
+    return Document(doc_id, CONTROL.sub("", text.removeprefix("\ufeff")), summary, where)
 
 
-def read_documents(path: Path | str, data: DataConfig, *, need_text: bool = True,
+@dataclass(frozen=True)
+class Source:
+    """One input file of documents and the field names it is read with."""
+
+    path: str
+    data: DataConfig
+
+
+FIELD_KEYS = {"id": "id_field", "text": "text_field", "summary": "summary_field"}
+
+
+def source(spec: Path | str, data: DataConfig) -> Source:
+    """``FILE``, ``FILE:TEXT_FIELD`` or ``FILE:key=field,...`` (keys id, text, summary): one input file, read with
+    the config's field names except those given after its last colon (``val60.jsonl:source``)."""
+    spec = str(spec)
+    path, colon, fields = spec.rpartition(":")
+    if not colon or spec == STDIO or Path(spec).exists() or not path or "/" in fields:
+        return Source(spec, data)
+    names: dict[str, str] = {}
+    for part in fields.split(","):
+        key, eq, value = part.partition("=")
+        key, value = (key.strip(), value.strip()) if eq else ("text", key.strip())
+        if key not in FIELD_KEYS or not value:
+            raise SpacesError(f"after the file name comes its text field (FILE:FIELD) or key=field pairs with keys "
+                              f"{', '.join(FIELD_KEYS)} (FILE:text=source,id=doc_id), not {part!r}", spec)
+        names[FIELD_KEYS[key]] = value
+    return Source(path, data.model_copy(update=names))
+
+
+def sources(inputs: Path | str | Sequence[Path | str], data: DataConfig) -> list[Source]:
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    out = [source(spec, data) for spec in inputs]
+    if not out:
+        raise SpacesError("give an input file (--input FILE)")
+    if len(out) > 1 and STDIO in [s.path for s in out]:
+        raise SpacesError("stdin ('-') is one input on its own, not one of several")
+    return out
+
+
+def input_paths(inputs: Path | str | Sequence[Path | str]) -> list[str]:
+    """The files of ``--input`` values (their field names left out), for hashes, counts and messages."""
+    return [s.path for s in sources(inputs, DataConfig())]
+
+
+def read_documents(inputs: Path | str | Sequence[Path | str], data: DataConfig, *, need_text: bool = True,
                    need_summary: bool = False) -> Iterator[Document]:
-    """Stream documents in any of DESIGN.md's shapes; ids must be present and unique."""
-    name, ids = display_name(path), UniqueIds()
-    for number, obj in read_jsonl(path):
-        doc = document_from(obj, data, f"{name}:{number}", need_text=need_text, need_summary=need_summary)
-        ids.add(doc.id, number, doc.where)
-        yield doc
+    """Stream documents in any of the README's shapes from one or several files, each with its own field
+    names (``source``); ids must be present and unique across all of them."""
+    ids = UniqueIds()
+    for src in sources(inputs, data):
+        name = display_name(src.path)
+        for number, obj in read_jsonl(src.path):
+            doc = document_from(obj, src.data, f"{name}:{number}", need_text=need_text, need_summary=need_summary)
+            ids.add(doc.id, number, doc.where)
+            yield doc
 
 
 # ---- stage records ----------------------------------------------------------------------------------
@@ -273,7 +329,7 @@ class Record(BaseModel):
                 problems.append(f"missing field {key!r}" if err["type"] == "missing" else f"{key!r} {msg}"
                                 if err["type"] != "value_error" else msg)
             article = "an" if cls.kind[0] in "aeiou" else "a"
-            raise SpacesError(f"not {article} {cls.kind} record: {'; '.join(problems)}", where) from None
+            raise SpacesError(f"not {article} {cls.kind} record: {'; '.join(problems)}", where) from e
 
 
 def _indices(values: list[int], n: int, name: str) -> list[int]:
@@ -329,6 +385,7 @@ class ExtractedRecord(Record):
     reference: str | None = None
     labels: list[int] | None = None
     oracle_extract: str | None = None
+    holding_added: bool | None = None  # the selection missed the court's holding, so it was added
 
     @model_validator(mode="after")
     def _check(self) -> ExtractedRecord:
@@ -423,26 +480,23 @@ class PartialJsonl:
     """One JSONL file being written under ``spaces.partial``'s convention: locked, fingerprinted, resumable.
 
     Its complete records count as done (``done`` holds their ids, ``on_resumed`` sees each); a torn last
-    line is dropped. ``close(keep=False)`` removes it when it holds nothing, so a failed run leaves no file.
+    line is dropped. ``close`` removes it when it holds nothing, so a failed run leaves no file.
     """
 
     def __init__(self, path: Path, target: Path | str, fingerprint: dict[str, Any] | None,
-                 on_resumed: Callable[[dict[str, Any]], None] | None = None, resume: bool = True):
+                 on_resumed: Callable[[dict[str, Any]], None] | None = None):
         self.path, self.target = path, target
         self.done: set[str] = set()
         self._file = lock(path, target)
         try:
-            if resume:
-                check_fingerprint(path, fingerprint, os.fstat(self._file.fileno()).st_size > 0)
-                keep = 0
-                for record, _, length in complete_lines(path):
-                    self.done.add(str(record["id"]))
-                    keep += length
-                    if on_resumed:
-                        on_resumed(record)
-                os.truncate(path, keep)  # a torn last line (or anything after it) is redone
-            else:
-                os.truncate(path, 0)
+            check_fingerprint(path, fingerprint, not self.empty())
+            keep = 0
+            for record, _, length in complete_lines(path):
+                self.done.add(str(record["id"]))
+                keep += length
+                if on_resumed:
+                    on_resumed(record)
+            os.truncate(path, keep)  # a torn last line (or anything after it) is redone
             save_fingerprint(path, fingerprint)
         except BaseException:
             self._file.close()
@@ -484,14 +538,14 @@ class JsonlWriter:
     """
 
     def __init__(self, path: Path | str, on_resumed: Callable[[dict[str, Any]], None] | None = None,
-                 fingerprint: dict[str, Any] | None = None, resume: bool = True):
+                 fingerprint: dict[str, Any] | None = None):
         self.path = str(path)
         self.written = 0
         self.done: set[str] = set()
         if self.path == STDIO:
             return
         target = check_target(self.path)
-        self._out = PartialJsonl(partial_path(target), self.path, fingerprint, on_resumed, resume)
+        self._out = PartialJsonl(partial_path(target), self.path, fingerprint, on_resumed)
         self.done = self._out.done
 
     @property

@@ -7,15 +7,15 @@ empty-input rule and the Ctrl-C message live here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from spaces.distributed import open_output
-from spaces.errors import Interrupted, SpacesError
+from spaces.errors import Interrupted, SpacesError, WriteError
 from spaces.progress import batched, progress
-from spaces.records import Record, count_records, display_name, file_sha256
+from spaces.records import Record, count_records, display_name, file_sha256, input_paths
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ class MapRun:
 
 def map_records(
     read: Callable[[], Iterator[T]],
-    input: Path | str,
+    input: Path | str | Sequence[Path | str],
     output: Path | str,
     work: Callable[[list[T]], Iterable[Record | dict[str, Any]]],
     *,
@@ -48,7 +48,9 @@ def map_records(
     a rerun resumes only what this input and these settings wrote.
     """
     seen = skipped = 0
-    fingerprint = {"input": file_sha256(input) if Path(input).is_file() else None, "settings": settings or {}}
+    paths = input_paths(input)
+    hashes = [file_sha256(p) if Path(p).is_file() else None for p in paths]
+    fingerprint = {"input": None if None in hashes else hashes, "settings": settings or {}}
     with open_output(output, lambda: (key(item) for item in read()), on_resumed, fingerprint) as out:
         resumed = len(out.done)
         found = 0  # resumed records whose id the input has (stdin has no hash to check up front)
@@ -68,20 +70,21 @@ def map_records(
                     yield item
                 index += 1
 
-        total = count_records(input)
+        counts = [count_records(p) for p in paths]
+        total = None if None in counts else sum(counts)
         try:
             with progress(None, total and max(total - resumed, 0), desc) as bar:
                 for batch in batched(todo(), batch_size):
                     for record in work(batch):
                         out.write(record)
                         bar.update()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             raise Interrupted(f"interrupted: {len(out.done) + out.written} records are saved in {out.saved_in}; "
-                              "rerun the same command to resume") from None
-        except SpacesError as e:
-            if isinstance(e.__cause__, OSError) and out.written + len(out.done):
-                raise SpacesError(f"{e.message}; {len(out.done) + out.written} records are saved in {out.saved_in}: "
-                                  "fix that and rerun the same command to resume", e.where) from e
+                              "rerun the same command to resume") from e
+        except WriteError as e:
+            if out.written + len(out.done):
+                raise WriteError(f"{e.message}; {len(out.done) + out.written} records are saved in {out.saved_in}: "
+                                 "fix that and rerun the same command to resume", e.where) from e
             raise
         if found < len(out.done):
             raise SpacesError(f"the partial output holds {len(out.done) - found} records whose ids are not in this "
@@ -89,5 +92,5 @@ def map_records(
                               display_name(output))
         if not seen and not allow_empty:
             raise SpacesError("no records in the input (an empty input is an error; --allow-empty writes an "
-                              "empty output)", display_name(input))
+                              "empty output)", ", ".join(display_name(p) for p in paths))
     return MapRun(out.written, resumed, skipped)

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from spaces.cards import card_sha256
-from spaces.config import DataConfig, SummarizeConfig, UseGenerator
+from pydantic import ValidationError
+
+from spaces.config import DataConfig, DecodeConfig, SummarizeConfig, UseGenerator
 from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
 
-BATCH_DOCUMENTS = 8
+BATCH_DOCUMENTS = 8  # judgments per batch when only the extractor runs (the generator's: decode.batch_size)
 
 
 @dataclass
@@ -37,19 +39,19 @@ class SummarizeRun(MapRun):
 def choose_generator(mode: UseGenerator, card: dict[str, Any]) -> tuple[bool, str]:
     """Whether to print the generator's summaries, and why (for stderr)."""
     if mode == "never":
-        return False, "--use-generator never"
+        return False, "use_generator is never"
     if mode == "always":
-        return True, "--use-generator always"
+        return True, "use_generator is always"
     scores = card.get("validation") or {}
     if "generator" not in scores or "extract" not in scores:
         raise SpacesError("--use-generator auto compares the generator's validation score with the extract's, and "
-                          "this generator dir has no card.json with them: pass --use-generator always or never",
+                          "this generator dir has no card.json with them: set use_generator to always or never",
                           "use_generator")
     generator, extract = scores["generator"], scores["extract"]
     if generator > extract:
         return True, f"its validation CAIL {generator:.4f} beats the extract's {extract:.4f}"
     return False, (f"the generator's validation CAIL {generator:.4f} does not beat the extract's {extract:.4f} "
-                   "(--use-generator always prints the generator's anyway)")
+                   "(use_generator always prints the generator's anyway)")
 
 
 @dataclass
@@ -72,11 +74,16 @@ class Summarizer:
         from spaces.extract.predict import load_encoder
         from spaces.extract.tagger import Extractor
 
+        for name, value in (("extractor", extractor), ("generator", generator)):
+            if not isinstance(value, (str, Path)) and (value is not None or name == "extractor"):
+                raise SpacesError(f"{name} must be a model dir (a path), got {type(value).__name__}", name)
+        if use_generator not in ("auto", "always", "never"):
+            raise SpacesError(f"use_generator must be auto, always or never, got {use_generator!r}", "use_generator")
         extractor_model = Extractor(Path(extractor))
         encoder = load_encoder(extractor_model, extractor_model.config)
         out = cls(extractor_model, encoder, data or DataConfig(), models={"extractor": card_sha256(extractor)})
         if generator is None or use_generator == "never":
-            out.reason = "no generator" if generator is None else "--use-generator never"
+            out.reason = "no generator" if generator is None else "use_generator is never"
             return out
         from spaces.generate.predict import generator_card, generator_config, load_generator
 
@@ -84,7 +91,12 @@ class Summarizer:
         if out.use_generator:
             config = generator_config(Path(generator))
             if decode:
-                config = config.model_copy(update={"decode": config.decode.model_copy(update=decode)})
+                try:
+                    settings = DecodeConfig.model_validate({**config.decode.model_dump(), **decode})
+                except ValidationError as e:
+                    raise SpacesError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                                                for err in e.errors()), "decode") from e
+                config = config.model_copy(update={"decode": settings})
             out.generator, out.generator_config = load_generator(Path(generator)), config
             out.models.update(generator=card_sha256(generator), decode=config.decode.model_dump(mode="json"))
         return out
@@ -96,6 +108,10 @@ class Summarizer:
         decode = {k: getattr(config.decode, k) for k in config.decode.model_fields_set}
         return cls.load(config.extractor, config.generator, use_generator=config.use_generator, data=config.data,
                         decode=decode)
+
+    @property
+    def batch_size(self) -> int:
+        return self.generator_config.decode.batch_size if self.use_generator else BATCH_DOCUMENTS
 
     def summarize_documents(self, docs: list[Document]) -> list[tuple[ExtractedRecord, Summary]]:
         """Each document's extracted record and its summary (the generator's, or the extract)."""
@@ -114,8 +130,8 @@ class Summarizer:
     def batch(self, texts: list[str]) -> list[str]:
         docs = [Document(str(i), text, None, f"text {i}") for i, text in enumerate(texts)]
         out = []
-        for start in range(0, len(docs), BATCH_DOCUMENTS):
-            out += [s.summary for _, s in self.summarize_documents(docs[start:start + BATCH_DOCUMENTS])]
+        for start in range(0, len(docs), self.batch_size):
+            out += [s.summary for _, s in self.summarize_documents(docs[start:start + self.batch_size])]
         return out
 
     def __call__(self, text: str) -> str:
@@ -133,7 +149,7 @@ class Summarizer:
             return summaries
 
         run = map_records(lambda: read_documents(input, self.data), input, output, work, desc="summarize",
-                          batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
+                          batch_size=self.batch_size, skip=(lambda d: not d.text.strip()) if skip_empty else None,
                           allow_empty=allow_empty, settings={"data": self.data.model_dump(mode="json"), **self.models})
         return SummarizeRun(run.written, run.resumed, run.skipped, truncated)
 
@@ -152,8 +168,8 @@ def read_judgment(raw: str, data: DataConfig, source: str) -> Document:
         except json.JSONDecodeError as e:
             if "Extra data" in e.msg:
                 raise SpacesError("more than one JSON record: summarize one judgment at a time, or use --input FILE "
-                                  "--output FILE for JSON Lines", source) from None
-            raise SpacesError(f"looks like JSON but is not valid: {e.msg} (column {e.colno})", source) from None
+                                  "--output FILE for JSON Lines", source) from e
+            raise SpacesError(f"looks like JSON but is not valid: {e.msg} (column {e.colno})", source) from e
         check_unicode(obj, source)
         return document_from(obj, data, source, default_id="input")
     return Document("input", stripped, None, source)

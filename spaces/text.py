@@ -15,14 +15,32 @@ CLAUSE_SEPARATORS = "。；：，"
 _CLAUSE = re.compile(f"[^{CLAUSE_SEPARATORS}]*[{CLAUSE_SEPARATORS}]+|[^{CLAUSE_SEPARATORS}]+")
 
 
-def split_clauses(text: str, max_clauses: int | None = None) -> list[str]:
-    """Cut a text into SPACES clauses (DESIGN.md): per line, after every run of ``。；：，``.
+# A clause longer than this (a line with no Chinese clause punctuation: an English judgment, OCR output) is
+# cut again, after its last weaker separator within the limit, else at the limit. Real CAIL2020 clauses
+# are at most 291 characters, so they are never cut.
+MAX_CLAUSE_CHARS = 300
+_WEAK = re.compile(r"[、？！?!;,.\s]")
 
-    Each clause is stripped; empty ones are dropped; with ``max_clauses`` only the last ones are kept
-    (SPACES keeps the end of a long judgment, where the holding is).
+
+def _cut_long(clause: str) -> list[str]:
+    out = []
+    while len(clause) > MAX_CLAUSE_CHARS:
+        window = clause[:MAX_CLAUSE_CHARS]
+        cut = max((m.end() for m in _WEAK.finditer(window)), default=MAX_CLAUSE_CHARS)
+        out.append(window[:cut].strip())
+        clause = clause[cut:].strip()
+    return [c for c in [*out, clause] if c]
+
+
+def split_clauses(text: str, max_clauses: int | None = None) -> list[str]:
+    """Cut a text into SPACES clauses (README, Records): per line, after every run of ``。；：，``.
+
+    Each clause is stripped; empty ones are dropped; one longer than ``MAX_CLAUSE_CHARS`` is cut again;
+    with ``max_clauses`` only the last ones are kept (SPACES keeps the end of a long judgment, where the
+    holding is).
     """
     clauses = [c.strip() for line in text.split("\n") for c in _CLAUSE.findall(line)]
-    clauses = [c for c in clauses if c]
+    clauses = [part for c in clauses if c for part in (_cut_long(c) if len(c) > MAX_CLAUSE_CHARS else [c])]
     if max_clauses is not None and len(clauses) > max_clauses:
         clauses = clauses[-max_clauses:]
     return clauses
@@ -43,12 +61,14 @@ def _jieba(user_dict: str | None):
     tokenizer.initialize()
     if user_dict is not None:
         path = Path(user_dict)
+        if path.is_dir():
+            raise SpacesError("is a directory, not a jieba user dictionary file", user_dict)
         if not path.is_file():
             raise SpacesError("user dictionary not found", user_dict)
         try:
             tokenizer.load_userdict(str(path))
         except (UnicodeDecodeError, ValueError) as e:
-            raise SpacesError(f"not a jieba user dictionary: {e}", user_dict) from None
+            raise SpacesError(f"not a jieba user dictionary: {e}", user_dict) from e
     return tokenizer
 
 

@@ -16,6 +16,11 @@ FIXTURES = HERE / "fixtures"
 JUDGMENTS = FIXTURES / "judgments.jsonl"
 USER_DICT = FIXTURES / "user_dict.txt"
 CAIL_DIR = HERE.parent.parent / "shared" / "cail2020"
+# A generator small enough to train in seconds (the --overrides of `generate train`)
+TINY = ["--model.name_or_path", "null", "--model.vocab_size", "300", "--model.d_model", "32", "--model.d_ff", "64",
+        "--model.num_layers", "1", "--model.num_heads", "2", "--model.d_kv", "16", "--train.batch_size", "2",
+        "--decode.max_new_tokens", "12", "--train.validation", "0.25", "--train.eval_every", "1",
+        "--train.learning_rate", "0.001"]
 
 
 def read_jsonl(path):

@@ -46,3 +46,13 @@ def reference_oracle(texts: list[str], summaries: list[str]) -> list[int]:
         return left + [(start_i + i, start_j + j)] + right
 
     return sorted({j for _, j in matching(texts, summaries)})
+
+
+def lcs_dp(x, y):
+    """Length of a longest common subsequence, by the textbook dynamic programme (the reference for LCS code)."""
+    row = [0] * (len(y) + 1)
+    for a in x:
+        prev_diag, row[0] = 0, 0
+        for j, b in enumerate(y, 1):
+            prev_diag, row[j] = row[j], prev_diag + 1 if a == b else max(row[j], row[j - 1])
+    return row[-1]

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from spaces.cli import app
 from spaces.config import STAGES, render_defaults
-from tests.conftest import JUDGMENTS, USER_DICT, read_jsonl
-from tests.test_generate import TINY
+from tests.conftest import JUDGMENTS, TINY, USER_DICT, document_text, read_jsonl
 
 runner = CliRunner()
 ROOT = Path(__file__).parent.parent
+GOOD_LINE = JUDGMENTS.read_text(encoding="utf-8").splitlines()[0]
 
 
 def run(*args, **kwargs):
@@ -73,6 +73,53 @@ def test_the_whole_pipeline_on_judgments_keyed_doc_id_fulltext_abstract(tmp_path
         assert [r["id"] for r in read_jsonl(tmp_path / name)] == ids  # stage files use fixed keys
     assert all(r["reference"] for r in read_jsonl(tmp_path / "extracted.jsonl"))
     assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 4
+
+
+def test_two_files_of_two_shapes_run_through_the_whole_pipeline_in_one_run(tmp_path, tiny_bert):
+    """CAIL's official shape (text: [{sentence, label}]) beside the plain one ({id, source, summary}), each read
+    with its own text field, through oracle, train, predict and evaluate together."""
+    records = read_jsonl(JUDGMENTS)
+    official = tmp_path / "official.jsonl"
+    official.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[:2]), encoding="utf-8")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({"id": r["id"], "source": document_text(r), "summary": r["summary"]},
+                                        ensure_ascii=False) + "\n" for r in records[2:]), encoding="utf-8")
+    both = ["-i", official, "-i", f"{plain}:source"]
+    result = run("extract", "oracle", *both, "-o", tmp_path / "labeled.jsonl", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    result = run("extract", "train", *both, "-o", tmp_path / "extractor", "--model.name_or_path", tiny_bert,
+                 "--train.folds", 2, "--train.epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert run("extract", "predict", "-m", tmp_path / "extractor", *both, "-o", tmp_path / "x.jsonl").exit_code == 0
+    result = run("evaluate", "--predictions", tmp_path / "x.jsonl", "--references", official, "--references",
+                 f"{plain}:text=source", "-o", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    ids = [r["id"] for r in records]
+    labeled = read_jsonl(tmp_path / "labeled.jsonl")
+    assert [r["id"] for r in labeled] == [r["id"] for r in read_jsonl(tmp_path / "x.jsonl")] == ids
+    one = tmp_path / "one.jsonl"  # the same records in one file of one shape label the same
+    one.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert run("extract", "oracle", "-i", one, "-o", tmp_path / "one-labeled.jsonl", "--workers", 1).exit_code == 0
+    assert read_jsonl(tmp_path / "one-labeled.jsonl") == labeled
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n"] == 4 and metrics["faithfulness"]["unsupported_numbers"] is not None
+    card = json.loads((tmp_path / "extractor" / "card.json").read_text())
+    assert card["data"]["records"] == 4 and len(card["data"]["sha256"]) == 2
+
+
+def test_an_id_in_two_input_files_is_one_error_naming_both(tmp_path):
+    first = tmp_path / "a.jsonl"
+    first.write_text(GOOD_LINE + "\n", encoding="utf-8")
+    second = tmp_path / "b.jsonl"
+    second.write_text(json.dumps({"id": json.loads(GOOD_LINE)["id"], "source": "原告张某。", "summary": "原告"},
+                                 ensure_ascii=False) + "\n", encoding="utf-8")
+    result = run("extract", "oracle", "-i", first, "-i", f"{second}:source", "-o", tmp_path / "l.jsonl")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {second}:1: duplicate id {json.loads(GOOD_LINE)['id']!r} "
+                                     f"(first on {first}:1)")
+    assert not (tmp_path / "l.jsonl").exists() and not (tmp_path / "l.jsonl.partial").exists()
+    result = run("extract", "oracle", "-i", f"{second}:body=source", "-o", tmp_path / "l.jsonl")
+    assert result.exit_code == 1 and "keys id, text, summary" in result.stderr
 
 
 def test_evaluate_scores_an_extract_never_its_reference(tmp_path, extractor):
@@ -240,9 +287,10 @@ def test_help_shows_flags_as_flags():
         assert result.exit_code == 0 and "<bool>" not in result.output, command
 
 
-def test_ctrl_c_saves_what_is_done_and_says_how_to_resume(tmp_path, extractor):
-    """Ctrl-C while the command waits for more input on stdin: whatever the machine's speed, exactly the
-    12 records it was given are done when the signal lands."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_what_is_done_and_says_how_to_resume(tmp_path, extractor, signum):
+    """Ctrl-C (or a SIGTERM, as a scheduler sends) while the command waits for more input on stdin: whatever
+    the machine's speed, exactly the 12 records it was given are done when the signal lands."""
     records = read_jsonl(JUDGMENTS)
     lines = [json.dumps(dict(records[i % 4], id=f"d{i:04d}"), ensure_ascii=False) + "\n" for i in range(40)]
     docs = tmp_path / "docs.jsonl"
@@ -258,7 +306,7 @@ def test_ctrl_c_saves_what_is_done_and_says_how_to_resume(tmp_path, extractor):
     deadline = time.time() + 120
     while time.time() < deadline and not (partial.exists() and partial.read_text().count("\n") == 12):
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     proc.stdin.close()
     stderr = proc.stderr.read()
     proc.wait(timeout=60)
@@ -268,3 +316,27 @@ def test_ctrl_c_saves_what_is_done_and_says_how_to_resume(tmp_path, extractor):
     result = run("extract", "predict", "-m", extractor, "-i", docs, "-o", out)
     assert result.exit_code == 0 and "(12 resumed)" in result.stderr
     assert [r["id"] for r in read_jsonl(out)] == [f"d{i:04d}" for i in range(40)]
+
+
+def test_the_held_out_split_is_seeded_and_keeps_each_files_shape(tmp_path):
+    records = read_jsonl(JUDGMENTS)
+    official, plain = tmp_path / "official.jsonl", tmp_path / "plain.jsonl"
+    official.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[:2]), encoding="utf-8")
+    plain.write_text("".join(json.dumps({"id": r["id"], "source": document_text(r), "summary": r["summary"]},
+                                        ensure_ascii=False) + "\n" for r in records[2:]), encoding="utf-8")
+
+    def split(out: Path, seed: int) -> dict:
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "split_records.py"), str(official),
+                                 f"{plain}:source", "--test-size", "2", "--seed", str(seed), "--out-dir", str(out)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.json*")) if p.name != "split.json"}
+
+    first, again, other = split(tmp_path / "a", 42), split(tmp_path / "b", 42), split(tmp_path / "c", 7)
+    assert first == again and first != other
+    lines = [line for content in first.values() for line in content.decode().splitlines()]
+    assert sorted(lines) == sorted(official.read_text().splitlines() + plain.read_text().splitlines())
+    assert sum(len(v.decode().splitlines()) for k, v in first.items() if k.startswith("test")) == 2
+    spec = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert spec["test"] == [str(tmp_path / "a" / "test" / "official.jsonl"),
+                            str(tmp_path / "a" / "test" / "plain.jsonl") + ":source"]

@@ -16,8 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from tests.conftest import JUDGMENTS, USER_DICT, read_jsonl
-from tests.test_generate import TINY
+from tests.conftest import JUDGMENTS, TINY, USER_DICT, read_jsonl
 
 pytestmark = pytest.mark.distributed
 runner = CliRunner()

@@ -88,9 +88,47 @@ def test_masked_bce_ignores_padding():
     assert full.item() == pytest.approx(expected, rel=1e-5)
 
 
+def picked(probs, clauses=None, roles=None, **settings):
+    from spaces.config import SelectConfig
+
+    clauses = clauses or ["原告张某。"] * len(probs)
+    return select(np.array(probs), clauses, SelectConfig(**{"min_chars": 0, **settings}), roles)
+
+
 def test_selection_threshold_and_fallback():
-    assert select(np.array([0.1, 0.5, 0.3]), 0.2, 2) == [1, 2]
-    assert select(np.array([0.1, 0.05, 0.15, 0.12]), 0.2, 2) == [2, 3]  # none passes: the two most probable
+    assert picked([0.1, 0.5, 0.3], threshold=0.2, fallback_top_k=2) == ([1, 2], False)
+    # none passes: the two most probable
+    assert picked([0.1, 0.05, 0.15, 0.12], threshold=0.2, fallback_top_k=2) == ([2, 3], False)
+
+
+def test_a_budget_keeps_the_most_probable_clauses_that_fit_in_document_order():
+    clauses = ["甲" * 50, "乙" * 30, "丙" * 40, "丁" * 25]
+    probs = [0.9, 0.8, 0.7, 0.3]
+    assert picked(probs, clauses, threshold=0.2)[0] == [0, 1, 2, 3]
+    assert picked(probs, clauses, threshold=0.2, budget=100)[0] == [0, 1]  # 50 + 30: neither 40 nor 25 fits in 20
+    assert picked(probs, clauses, threshold=0.2, budget=105)[0] == [0, 1, 3]  # 40 does not fit, then 25 does
+    assert picked(probs, clauses, threshold=0.2, budget=10, fallback_top_k=1)[0] == [0]  # none fits: the fallback
+
+
+def test_a_near_empty_extract_takes_the_next_most_probable_clauses():
+    clauses = ["判决如下：", "原告张某与被告李某民间借贷纠纷一案，", "驳回原告的诉讼请求。", "本院认为，"]
+    probs = [0.9, 0.3, 0.1, 0.2]
+    assert picked(probs, clauses, threshold=0.5)[0] == [0]
+    assert picked(probs, clauses, threshold=0.5, min_chars=20)[0] == [0, 1]  # 5 + 18 characters
+    assert picked(probs, clauses, threshold=0.5, min_chars=28)[0] == [0, 1, 3]  # 5 + 18 + 5
+
+
+def test_the_holding_is_kept_when_the_selection_misses_it():
+    clauses = ["本院认为，", "被告应当还款。", "依照《合同法》第二百零六条的规定，判决如下：", "被告于十日内偿还原告借款5万元；",
+               "驳回原告的其他诉讼请求。", "案件受理费50元，"]
+    roles = ["reasoning", "reasoning", "judgment", "judgment", "judgment", "closing"]
+    assert picked([0.9, 0.8, 0.1, 0.1, 0.1, 0.1], clauses, roles, threshold=0.5) == ([0, 1, 2, 3], True)
+    assert picked([0.9, 0.8, 0.1, 0.6, 0.1, 0.1], clauses, roles, threshold=0.5) == ([0, 1, 3], False)  # has it
+    # the first item is the decision: a later one alone does not stand for it
+    assert picked([0.9, 0.8, 0.1, 0.1, 0.6, 0.1], clauses, roles, threshold=0.5) == ([0, 1, 2, 3, 4], True)
+    assert picked([0.9, 0.8, 0.1, 0.1, 0.1, 0.1], clauses, roles, threshold=0.5, keep_holding=False) == ([0, 1], False)
+    assert picked([0.9, 0.8, 0.1], clauses[:2] + ["判决如下："], ["reasoning", "reasoning", "judgment"],
+                  threshold=0.5) == ([0, 1], False)  # a cue with no decision after it adds nothing
 
 
 def test_tagger_overfits_three_documents(tiny_bert):

@@ -3,6 +3,7 @@
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -147,3 +148,15 @@ def test_report_refuses_mismatched_ids(tmp_path):
     short.write_text(good.read_text().splitlines()[0] + "\n")
     result = runner.invoke(app, ["report", "-p", str(short), "--references", str(refs), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and "have no prediction" in result.stderr and not (tmp_path / "r.html").exists()
+
+
+def test_report_systems_are_named_once_each():
+    from spaces.errors import SpacesError
+    from spaces.evaluate.report import parse_systems
+
+    assert parse_systems(["a.jsonl", "gen=out/b.jsonl"]) == {"a": Path("a.jsonl"), "gen": Path("out/b.jsonl")}
+    for bad, message in ((["=x.jsonl"], "the name and the file"), (["a="], "the name and the file"),
+                         (["s=a.jsonl", "s=b.jsonl"], "two systems are named 's'"),
+                         (["x/a.jsonl", "y/a.jsonl"], "two systems are named 'a'")):
+        with pytest.raises(SpacesError, match=message):
+            parse_systems(bad)

@@ -12,9 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
+from tests.conftest import JUDGMENTS, TINY, USER_DICT, document_text, read_jsonl
 from spaces.text import degenerate
-from tests.test_generate import TINY
 
 runner = CliRunner()
 GOOD = JUDGMENTS.read_text(encoding="utf-8").splitlines()
@@ -353,7 +352,8 @@ def test_a_failed_write_is_one_line_that_says_a_rerun_resumes(models, tmp_path, 
 def test_a_model_that_cannot_be_written_is_one_line_and_leaves_no_file(tmp_path, tiny_bert, monkeypatch):
     from safetensors import SafetensorError
 
-    def full(*args, **kwargs):
+    def full(tensors, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\0" * 8)  # what the disk took before it filled up
         raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
                               'space left on device" })')
 
@@ -397,13 +397,17 @@ def test_a_select_flag_beats_the_cards_tuned_threshold(models, tmp_path):
     default = picked()
     scores = sorted(p for _, row in default for p in row)
     thresholds = (round(scores[0] - 1e-4, 6), scores[len(scores) // 2], round(scores[-1] + 1e-4, 6))
-    runs = {t: picked("--select.threshold", str(t), "--select.fallback_top_k", "1") for t in thresholds}
+    plain = ["--select.fallback_top_k", "1", "--select.min_chars", "0", "--select.keep_holding", "false"]
+    runs = {t: picked("--select.threshold", str(t), *plain) for t in thresholds}
     for t, rows in runs.items():
         for selected, scores in rows:
             assert selected == (above(scores, t) or [max(range(len(scores)), key=scores.__getitem__)])
     assert len({str([s for s, _ in rows]) for rows in runs.values()}) == 3  # three thresholds, three selections
-    for selected, scores in default:  # no flag: the card's tuned threshold
-        assert selected == above(scores, card["threshold"]) or not above(scores, card["threshold"])
+    for selected, scores in default:  # no flag: the card's tuned threshold (the floor and the holding may add)
+        assert set(above(scores, card["threshold"])) <= set(selected)
+    assert [s for s, _ in picked("--select.threshold", str(card["threshold"]), *plain)] == [
+        sorted(set(above(scores, card["threshold"])) or {max(range(len(scores)), key=scores.__getitem__)})
+        for _, scores in default]
 
 
 def test_batch_summarize_says_which_judgments_lost_clauses(models, tmp_path):
@@ -415,3 +419,84 @@ def test_batch_summarize_says_which_judgments_lost_clauses(models, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"{len(GOOD)} documents longer than 6 clauses lost their first clauses" in result.stderr
     assert all(r["dropped_clauses"] > 0 for r in read_jsonl(out))
+
+
+# ---- rough edges a new user met -------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--train.epochs", "yes", "train.epochs"), ("--train.learning_rate", "inf", "a valid number"),
+    ("--train.learning_rate", ".inf", "finite"),
+    ("--model.prune_vocab", "1", "model.prune_vocab"), ("--train.mixed_precision", "fp16", "'bf16'"),
+])
+def test_config_values_are_strict(tmp_path, flag, value, message):
+    data = write(tmp_path / "x.jsonl", ['{"id": "a", "sentences": ["原告。"], "scores": [1.0], "selected": [0], '
+                                        '"extract": "原告。", "reference": "原告"}'])
+    result = runner.invoke(app, ["generate", "train", "-i", str(data), "-o", str(tmp_path / "g"), flag, value])
+    assert result.exit_code == 1 and message in result.stderr and flag in result.stderr, result.stderr
+
+
+def test_oracle_workers_must_be_positive(tmp_path):
+    result = runner.invoke(app, ["extract", "oracle", "-i", str(JUDGMENTS), "-o", str(tmp_path / "l.jsonl"),
+                                 "--workers", "0"])
+    assert result.exit_code == 1 and "--workers must be at least 1, got 0" in result.stderr
+
+
+def test_a_directory_as_user_dictionary_says_so(tmp_path):
+    result = runner.invoke(app, ["extract", "oracle", "-i", str(JUDGMENTS), "-o", str(tmp_path / "l.jsonl"),
+                                 "--data.user_dict", str(tmp_path)])
+    assert result.exit_code == 1 and "is a directory, not a jieba user dictionary file" in result.stderr
+
+
+def test_an_extractor_dir_given_to_generate_predict_says_what_it_is(models, tmp_path):
+    result = runner.invoke(app, ["generate", "predict", "-m", str(models / "extractor"), "-i", str(JUDGMENTS),
+                                 "-o", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "this is an extractor model dir, not a generator one" in result.stderr
+
+
+def test_a_corrupt_fold_is_named(models, tmp_path):
+    import shutil
+
+    broken = tmp_path / "extractor"
+    shutil.copytree(models / "extractor", broken)
+    (broken / "fold-1.safetensors").write_bytes(b"not weights")
+    result = runner.invoke(app, ["extract", "predict", "-m", str(broken), "-i", str(JUDGMENTS),
+                                 "-o", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {broken / 'fold-1.safetensors'}: corrupt")
+
+
+def test_evaluate_refuses_references_as_predictions_and_says_when_faithfulness_is_off(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--predictions", str(JUDGMENTS), "--references", str(JUDGMENTS)])
+    assert result.exit_code == 1 and "would be scored against themselves" in result.stderr
+    refs = write(tmp_path / "refs.jsonl", [json.dumps({"id": json.loads(l)["id"], "summary": json.loads(l)["summary"]},
+                                                      ensure_ascii=False) for l in GOOD])
+    preds = write(tmp_path / "p.jsonl", [json.dumps({"id": json.loads(l)["id"], "summary": "原告"}) for l in GOOD])
+    result = runner.invoke(app, ["evaluate", "--predictions", str(preds), "--references", str(refs)])
+    assert result.exit_code == 0 and "note: no faithfulness figures: the references have no judgment text" in result.stderr
+
+
+def test_control_characters_never_reach_a_summary(models, tmp_path):
+    config = tmp_path / "summarize.yaml"
+    config.write_text(f"extractor: {models / 'extractor'}\ngenerator: null\n", encoding="utf-8")
+    record = json.loads(GOOD[0])
+    record["text"] = [{"sentence": s["sentence"].replace("，", "\u0000，", 1), "label": 0} for s in record["text"]]
+    result = runner.invoke(app, ["summarize", "-c", str(config), "-"], input=json.dumps(record))
+    assert result.exit_code == 0 and result.stdout.strip() and "\x00" not in result.stdout
+
+
+def test_the_python_api_says_what_it_needs(models):
+    from spaces import Summarizer
+    from spaces.errors import SpacesError
+
+    for bad, message in (({"extractor": None}, "extractor must be a model dir"),
+                         ({"extractor": 42}, "got int"),
+                         ({"extractor": models / "extractor", "use_generator": "maybe"}, "auto, always or never")):
+        with pytest.raises(SpacesError, match=message):
+            Summarizer.load(**bad)
+    summarizer = Summarizer.load(models / "extractor", models / "generator" / "model-best", use_generator="always",
+                                 decode={"num_beams": 1})
+    assert summarizer.generator_config.decode.num_beams == 1 and "--" not in summarizer.reason
+    for decode, message in (({"num_beams": "three"}, "num_beams"), ({"beams": 2}, "beams")):
+        with pytest.raises(SpacesError, match=message):
+            Summarizer.load(models / "extractor", models / "generator" / "model-best", use_generator="always",
+                            decode=decode)

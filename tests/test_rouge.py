@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from spaces.rouge import Profile, cail_score, rouge, rouge_tokens, score_texts, tokenize
 from tests.conftest import document_text
-from tests.reference import reference_scores, reference_spaced
+from tests.reference import lcs_dp, reference_scores, reference_spaced
 
 KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
@@ -62,15 +62,6 @@ def test_equals_rouge_chinese_on_random_token_sequences(hyp, ref):
     theirs = reference_spaced(" ".join(hyp), " ".join(ref))
     for key in KEYS:
         assert ours[key] == theirs[key], key  # bit for bit
-
-
-def lcs_dp(x, y):
-    row = [0] * (len(y) + 1)
-    for a in x:
-        prev_diag, row[0] = 0, 0
-        for j, b in enumerate(y, 1):
-            prev_diag, row[j] = row[j], prev_diag + 1 if a == b else max(row[j], row[j - 1])
-    return row[-1]
 
 
 @settings(max_examples=200, deadline=None)

@@ -5,8 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from tests.conftest import JUDGMENTS, USER_DICT, document_text, mark_first_record, read_jsonl
-from tests.test_generate import TINY
+from tests.conftest import JUDGMENTS, TINY, USER_DICT, document_text, mark_first_record, read_jsonl
 
 runner = CliRunner()
 
@@ -51,7 +50,7 @@ def test_summarize_plain_text_matches_the_batch_pipeline(trained, tmp_path, monk
     assert result.exit_code == 0, result.output
     _, summary = pipeline(root, tmp_path, record, "--decode.max_new_tokens", "12")
     assert result.stdout.strip() == summary["summary"]
-    assert "printing the generator's summaries: --use-generator always" in result.stderr
+    assert "printing the generator's summaries: use_generator is always" in result.stderr
 
 
 def test_auto_prints_the_extract_when_the_generator_does_not_beat_it(trained, tmp_path):

@@ -62,3 +62,16 @@ def test_missing_user_dictionary_is_a_user_error(tmp_path):
         assert "user dictionary not found" in str(e) and str(missing) in str(e)
     else:
         raise AssertionError("expected a SpacesError")
+
+
+def test_a_line_without_clause_punctuation_is_cut_at_weaker_separators_then_at_the_limit():
+    from spaces.text import MAX_CLAUSE_CHARS
+
+    english = " ".join(["The plaintiff claims the defendant owes him money"] * 40)  # 2,039 characters
+    clauses = split_clauses(english)
+    assert len(clauses) > 6 and all(len(c) <= MAX_CLAUSE_CHARS for c in clauses)
+    assert " ".join(clauses) == english  # cut at spaces only: nothing lost
+    solid = "原" * (2 * MAX_CLAUSE_CHARS + 5)
+    assert [len(c) for c in split_clauses(solid)] == [MAX_CLAUSE_CHARS, MAX_CLAUSE_CHARS, 5]
+    short = "原告" * 100 + "。"  # 201 characters: a long clause, not cut
+    assert split_clauses(short) == [short]

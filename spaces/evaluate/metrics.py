@@ -10,7 +10,7 @@ computed against it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from spaces.errors import SpacesError
 from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, faithfulness as faithfulness_of
 from spaces.progress import progress
 from spaces.records import (Document, JsonlWriter, UniqueIds, check_same_ids, count_records, display_name, document_from,
-                            file_sha256, read_jsonl, record_id, refuse_overwriting_inputs, write_json)
+                            file_sha256, input_paths, read_jsonl, record_id, refuse_overwriting_inputs, same_file, sources,
+                            write_json)
 from spaces.rouge import Unit, cail_score, score_texts
 
 KEYS = ("rouge-1", "rouge-2", "rouge-l")
@@ -45,7 +46,7 @@ def read_predictions(path: Path | str, field: str | None = None) -> dict[str, tu
         try:
             pid = record_id(obj["id"], "id")
         except ValueError as e:
-            raise SpacesError(str(e), where) from None
+            raise SpacesError(str(e), where) from e
         ids.add(pid, number, where)
         if field not in obj:
             hint = " (these are stage records: score 'extract')" if "extract" in obj else ""
@@ -59,10 +60,12 @@ def read_predictions(path: Path | str, field: str | None = None) -> dict[str, tu
 
 
 def tokenizer_settings(unit: Unit, data: DataConfig) -> dict[str, Any]:
-    """What the word unit depends on: the same texts score 0.3191 or 0.3041 with or without the dictionary."""
+    """What the word unit depends on: the same texts score otherwise with or without the user dictionary."""
+    import jieba
+
     if unit == "char":
         return {"unit": "char"}
-    return {"unit": "word", "tokenizer": "jieba 0.42.1, HMM off",
+    return {"unit": "word", "tokenizer": f"jieba {jieba.__version__}, HMM off",
             "user_dict": str(Path(data.user_dict).resolve()) if data.user_dict else None,
             "user_dict_sha256": file_sha256(data.user_dict) if data.user_dict else None}
 
@@ -94,19 +97,27 @@ def evaluate(predictions: Path | str, references: Path | str, data: DataConfig, 
              output: Path | str | None = None, per_document: Path | str | None = None,
              field: str | None = None, faithfulness: bool = True) -> dict:
     """Score every reference's prediction; missing and extra ids are one error that names both."""
-    refuse_overwriting_inputs([output, per_document], [predictions, references, data.user_dict])
+    refuse_overwriting_inputs([output, per_document], [predictions, *input_paths(references), data.user_dict])
+    if any(same_file(predictions, ref) for ref in input_paths(references)):
+        raise SpacesError("the predictions are a references file: its summaries would be scored against "
+                          "themselves (1.0); give a system's summaries", display_name(predictions))
     field = field or prediction_field(predictions)
     preds = read_predictions(predictions, field)
-    ref_name = display_name(references)
+    ref_name = ", ".join(display_name(p) for p in input_paths(references))
     ref_ids = [doc.id for doc in read_references(references, data, need_text=False)]
     if not ref_ids:
         raise SpacesError("no references", ref_name)
     check_same_ids(preds, ref_ids, display_name(predictions), ref_name)
     rows: list[dict] = []
     earlier: dict[str, dict] = {}  # rows a killed run already wrote to the per-document file
-    per_doc = JsonlWriter(per_document, on_resumed=lambda r: earlier.__setitem__(r["id"], r)) if per_document else None
+    fingerprint = {"predictions": file_sha256(predictions), "field": field, "unit": unit, "faithfulness": faithfulness,
+                   "references": [file_sha256(p) for p in input_paths(references)],
+                   "tokenizer": tokenizer_settings(unit, data)}
+    per_doc = JsonlWriter(per_document, on_resumed=lambda r: earlier.__setitem__(r["id"], r),
+                          fingerprint=fingerprint) if per_document else None
     with per_doc or nullcontext():
-        for ref in progress(read_references(references, data, need_text=faithfulness), count_records(references),
+        for ref in progress(read_references(references, data, need_text=faithfulness),
+                            sum(count_records(p) or 0 for p in input_paths(references)) or None,
                             desc="evaluate"):
             row = earlier.pop(ref.id, None)
             if row is None:
@@ -120,11 +131,16 @@ def evaluate(predictions: Path | str, references: Path | str, data: DataConfig, 
     return metrics
 
 
-def read_references(path: Path | str, data: DataConfig, need_text: bool) -> Iterator[Document]:
-    """Reference documents (summary required); the text when asked for and present."""
-    name, ids = display_name(path), UniqueIds()
-    for number, obj in read_jsonl(path):
-        where = f"{name}:{number}"
-        doc = document_from(obj, data, where, need_text=need_text and data.text_field in obj, need_summary=True)
-        ids.add(doc.id, number, where)
-        yield doc
+def read_references(references: Path | str | Sequence[Path | str], data: DataConfig,
+                    need_text: bool) -> Iterator[Document]:
+    """Reference documents (summary required), from one file or several (``records.source``); the text when
+    asked for and present."""
+    ids = UniqueIds()
+    for src in sources(references, data):
+        name = display_name(src.path)
+        for number, obj in read_jsonl(src.path):
+            where = f"{name}:{number}"
+            doc = document_from(obj, src.data, where, need_text=need_text and src.data.text_field in obj,
+                                need_summary=True)
+            ids.add(doc.id, number, where)
+            yield doc

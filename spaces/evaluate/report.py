@@ -15,7 +15,6 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
@@ -23,7 +22,7 @@ from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, citation_spans, c
 from spaces.evaluate.metrics import aggregate, read_predictions, read_references, score_document
 from spaces.numbers import number_spans, numbers
 from spaces.partial import check_target, write_atomic
-from spaces.records import ExtractedRecord, check_same_ids, display_name, read_records
+from spaces.records import ExtractedRecord, check_same_ids, display_name, input_paths, read_records
 
 PAGE_SIZE = 25
 MEANING = {
@@ -117,25 +116,42 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def write_report(systems: dict[str, Path], references: Path, output: Path, data: DataConfig,
+def parse_systems(specs: list[str]) -> dict[str, Path]:
+    """``NAME=FILE`` (or ``FILE``, named by its stem) for each system, in order; names unique and non-empty."""
+    systems: dict[str, Path] = {}
+    for spec in specs:
+        name, eq, path = spec.partition("=")
+        name, path = (name.strip(), path) if eq else (Path(spec).stem, spec)
+        if not name or not path:
+            raise SpacesError("a system is NAME=FILE (or FILE alone): the name and the file are both needed",
+                              f"-p {spec}")
+        if name in systems:
+            raise SpacesError(f"two systems are named {name!r} ({systems[name]} and {path}): name each one "
+                              "(-p NAME=FILE)", f"-p {spec}")
+        systems[name] = Path(path)
+    return systems
+
+
+def write_report(systems: dict[str, Path], references: Path | str | list[str], output: Path, data: DataConfig,
                  extracted: Path | None = None, title: str = "spaces report") -> int:
     """Write the page; returns the number of judgments on it."""
     if not systems:
         raise SpacesError("give at least one --predictions file")
     check_target(output)
+    ref_name = ", ".join(display_name(p) for p in input_paths(references))
     refs = list(read_references(references, data, need_text=True))
     if not refs:
-        raise SpacesError("no references", display_name(references))
+        raise SpacesError("no references", ref_name)
     ids = [r.id for r in refs]
     names = list(systems)
     preds = {}
     for name, path in systems.items():
         preds[name] = read_predictions(path)
-        check_same_ids(preds[name], ids, display_name(path), display_name(references))
+        check_same_ids(preds[name], ids, display_name(path), ref_name)
     records: dict[str, ExtractedRecord] = {}
     if extracted is not None:
         records = {r.id: r for r in read_records(extracted, ExtractedRecord)}
-        check_same_ids(records, ids, display_name(extracted), display_name(references))
+        check_same_ids(records, ids, display_name(extracted), ref_name)
     rows = {name: [score_document(preds[name][r.id][0], r, "word", data.user_dict) for r in refs] for name in names}
     metrics = {name: aggregate(rows[name]) for name in names}
     lengths = [len(r.text) for r in refs]
@@ -176,7 +192,7 @@ def write_report(systems: dict[str, Path], references: Path, output: Path, data:
         title=html.escape(title), style=STYLE, script=SCRIPT.replace("PAGE_SIZE", str(PAGE_SIZE)),
         n=len(refs), systems=len(names), table="".join(table), plots=_plots(names, rows, lengths),
         options=options, docs="".join(docs), sources=html.escape(json.dumps(
-            {n: str(p) for n, p in systems.items()} | {"references": str(references)}, ensure_ascii=False)))
+            {n: str(p) for n, p in systems.items()} | {"references": ref_name}, ensure_ascii=False)))
     write_atomic(output, page)
     return len(refs)
 

@@ -48,16 +48,16 @@ def _identity(path: Path | str, max_length: int, prefix: str, quantize: str) -> 
 
 class Int8Encoder:
     """The encoder exported to ONNX and quantised by ONNX Runtime (dynamic int8, one scale per output
-    channel): on an AVX-512 VNNI CPU about 4x fp32 with cosine >= 0.99 to its vectors, where torch's
-    dynamic int8 reaches 3x at cosine 0.976 at worst (``scripts/bench_extract.py`` measures both).
+    channel): faster than fp32 where the CPU has int8 instructions (AVX-512 VNNI), and closer to the fp32
+    vectors than torch's dynamic int8 (``scripts/bench_extract.py`` measures speed and cosine of both).
     The quantised model is built once and cached beside the vectors."""
 
     def __init__(self, model, tokenizer, path: Path):
         try:
             import onnxruntime as ort
-        except ImportError:
+        except ImportError as e:
             raise SpacesError("model.quantize int8 needs onnxruntime and onnx: pip install onnxruntime onnx",
-                              "model.quantize") from None
+                              "model.quantize") from e
         if not path.is_file():
             self._build(model, tokenizer, path)
         options = ort.SessionOptions()
@@ -145,7 +145,7 @@ class SentenceEncoder:
                 self.tokenizer = AutoTokenizer.from_pretrained(path)
                 self.model = AutoModel.from_pretrained(path)
         except (OSError, ValueError) as e:
-            raise SpacesError(f"cannot load encoder {name_or_path!r}: {str(e).splitlines()[0]}") from None
+            raise SpacesError(f"cannot load encoder {name_or_path!r}: {str(e).splitlines()[0]}") from e
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
         self.dim = self.model.config.hidden_size

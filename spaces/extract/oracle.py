@@ -82,9 +82,9 @@ def run_oracle(config: ExtractConfig, input: Path | str, output: Path | str, wor
 
     An empty document or summary is an error, or with ``skip_empty`` left out and counted.
     """
+    if workers is not None and workers < 1:
+        raise SpacesError(f"--workers must be at least 1, got {workers} (leave it out for all cores)")
     workers = workers or available_cores()
-    if workers < 1:
-        raise SpacesError("--workers must be at least 1")
     words("", config.data.user_dict)  # load jieba once here: forked workers inherit it
     scores: list[float] = []
     label = partial(label_document, data=config.data)

@@ -47,6 +47,7 @@ def extract_documents(extractor: Extractor, encoder: SentenceEncoder, docs: list
 @dataclass
 class ExtractRun(MapRun):
     truncated: int = 0  # documents longer than data.max_clauses (their first clauses dropped)
+    holding: int = 0  # extracts the court's holding was added to (select.keep_holding)
 
 
 def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, output: Path | str, *,
@@ -58,16 +59,17 @@ def predict_extracts(config: ExtractConfig, model_dir: Path, input: Path | str, 
     flags = {key.removeprefix("select.") for key in overrides if key.startswith("select.")}
     extractor = Extractor(model_dir, {key: getattr(config.select, key) for key in flags}).to(device())
     encoder = load_encoder(extractor, config)
-    truncated = 0
+    truncated = holding = 0
 
     def work(batch: list[Document]) -> list[ExtractedRecord]:
-        nonlocal truncated
+        nonlocal truncated, holding
         records = extract_documents(extractor, encoder, batch, config.data.max_clauses)
         truncated += sum(r.dropped_clauses > 0 for r in records)
+        holding += sum(bool(r.holding_added) for r in records)
         return records
 
     run = map_records(lambda: read_documents(input, config.data), input, output, work, desc="extract",
                       batch_size=BATCH_DOCUMENTS, skip=(lambda d: not d.text.strip()) if skip_empty else None,
                       allow_empty=allow_empty,
                       settings={"config": config.model_dump(mode="json"), "model": card_sha256(model_dir)})
-    return ExtractRun(run.written, run.resumed, run.skipped, truncated)
+    return ExtractRun(run.written, run.resumed, run.skipped, truncated, holding)

@@ -96,21 +96,66 @@ def clause_probs(models: Sequence[DGCNN], vectors: Sequence[np.ndarray]) -> list
     return out
 
 
-def select(probs: np.ndarray, threshold: float, fallback_top_k: int) -> list[int]:
-    """Clauses with p > threshold, ascending; the k most probable if none passes (never empty)."""
-    chosen = [i for i, p in enumerate(probs) if p > threshold]
-    if not chosen and len(probs):
-        chosen = sorted(np.argsort(-probs, kind="stable")[:fallback_top_k].tolist())
-    return chosen
+# The holding runs from the judgment section's cue clause (…判决如下：) to the end of its first item.
+MAX_HOLDING_CLAUSES = 8
+
+
+def holding(clauses: Sequence[str], roles: Sequence[str]) -> list[int]:
+    """The court's decision: the first judgment-section clauses, through the first one ending a sentence."""
+    out: list[int] = []
+    for i, role in enumerate(roles):
+        if role != "judgment":
+            if out:
+                break
+            continue
+        out.append(i)
+        if len(out) > 1 and clauses[i].rstrip().endswith(("。", "；", ";")) or len(out) == MAX_HOLDING_CLAUSES:
+            break
+    return out
+
+
+def select(probs: np.ndarray, clauses: Sequence[str], selection: SelectConfig,
+           roles: Sequence[str] | None = None) -> tuple[list[int], bool]:
+    """(ascending clause indices, whether the holding was added to them).
+
+    Clauses with p > threshold; within ``budget`` characters, the most probable of them that fit; the k
+    most probable if none passes; then the next most probable until ``min_chars``; and the holding
+    when the selection has none of its decision (``keep_holding``). Never empty.
+    """
+    order = np.argsort(-probs, kind="stable").tolist()
+    chosen = [i for i in order if probs[i] > selection.threshold]
+    if selection.budget is not None:
+        kept, room = [], selection.budget
+        for i in chosen:
+            if len(clauses[i]) <= room:
+                kept.append(i)
+                room -= len(clauses[i])
+        chosen = kept
+    if not chosen:
+        chosen = order[:selection.fallback_top_k]
+    size = sum(len(clauses[i]) for i in chosen)
+    for i in order:
+        if size >= selection.min_chars:
+            break
+        if i not in chosen:
+            chosen.append(i)
+            size += len(clauses[i])
+    added = False
+    if selection.keep_holding and roles is not None:
+        decision = holding(clauses, roles)
+        if len(decision) > 1 and not set(decision[1:]) & set(chosen):
+            chosen, added = chosen + [i for i in decision if i not in chosen], True
+    return sorted(chosen), added
 
 
 def extracted_record(doc_id: str, clauses: list[str], probs: np.ndarray, selection: SelectConfig, *,
                      roles: list[str] | None = None, dropped: int = 0, reference: str | None = None,
                      labels: list[int] | None = None) -> ExtractedRecord:
     """The one builder of an extracted record (predict and the out-of-fold file alike)."""
-    chosen = select(probs, selection.threshold, selection.fallback_top_k)
+    chosen, added = select(probs, clauses, selection, roles)
     return ExtractedRecord(
         id=doc_id, sentences=clauses, scores=[round(float(p), 6) for p in probs], selected=chosen,
+        holding_added=added or None,
         extract="".join(clauses[i] for i in chosen), roles=roles, dropped_clauses=dropped, reference=reference,
         labels=labels, oracle_extract=None if labels is None else "".join(clauses[i] for i in labels))
 
@@ -128,17 +173,22 @@ class Extractor:
 
     def __init__(self, model_dir: Path, select: dict[str, Any] | None = None):
         self.card = read_card(model_dir, KIND)
+        part = model_dir / "config.yaml"
         try:
-            self.config = load_config(ExtractConfig, model_dir / "config.yaml")
+            self.config = load_config(ExtractConfig, part)
+            part = model_dir / "card.json"
             self.input_size = feature_size(self.card["encoder"]["dim"], self.config.model)
             self.models = []
             for k in range(self.card["folds"]):
+                part = model_dir / f"fold-{k}.safetensors"
                 model = DGCNN(self.input_size, self.config.model.hidden_size, self.config.model.dropout)
-                model.load_state_dict(load_file(str(model_dir / f"fold-{k}.safetensors")))
+                model.load_state_dict(load_file(str(part)))
                 self.models.append(model.eval())
         except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError, SpacesError) as e:
-            raise SpacesError(f"corrupt extractor model dir: {str(e).splitlines()[0]}", str(model_dir)) from None
-        self.select = self.config.select.model_copy(update={"threshold": self.card["threshold"], **(select or {})})
+            message = e.message if isinstance(e, SpacesError) else str(e).splitlines()[0]
+            raise SpacesError(f"corrupt extractor model dir: {message}", str(part)) from e
+        tuned = {"threshold": self.card["threshold"], "budget": self.card.get("budget", self.config.select.budget)}
+        self.select = self.config.select.model_copy(update={**tuned, **(select or {})})
 
     def to(self, device) -> Extractor:
         for model in self.models:

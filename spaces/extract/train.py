@@ -8,6 +8,7 @@ extractor really produces on documents it has not seen.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from accelerate import Accelerator
 
 from spaces.cards import write_card
-from spaces.config import ExtractConfig, dump_config
+from spaces.config import ExtractConfig, SelectConfig, dump_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
@@ -25,7 +26,8 @@ from spaces.extract.sections import section_roles
 from spaces.extract.tagger import (KIND, clause_probs, document_features, extracted_record, pad_batch, save_fold,
                                    select)
 from spaces.progress import progress
-from spaces.records import STDIO, JsonlWriter, LabeledRecord, display_name, read_documents, read_jsonl, read_records
+from spaces.records import (STDIO, JsonlWriter, LabeledRecord, display_name, input_paths, read_documents, read_jsonl,
+                            read_records, sources)
 from spaces.rouge import score_texts
 
 
@@ -38,20 +40,28 @@ class Example:
     roles: list[str]
 
 
-def load_examples(path: Path | str, config: ExtractConfig) -> list[Example]:
-    """Labeled records (from ``extract oracle``) as they are, or documents labelled here by the oracle."""
-    if str(path) == STDIO:
-        raise SpacesError("training reads its records twice: give a file, not stdin", display_name(path))
-    first = next(read_jsonl(path), None)
-    if first is None:
-        raise SpacesError("no records to train on", display_name(path))
-    if "sentences" in first[1] and "labels" in first[1]:
-        records = read_records(path, LabeledRecord)
-    else:
-        docs = read_documents(path, config.data, need_summary=True)
-        records = (label_document(doc, config.data) for doc in progress(docs, None, "oracle labels"))
-    return [Example(r.id, r.sentences, r.labels, r.reference, r.roles or section_roles(r.sentences))
-            for r in records]
+def load_examples(inputs: Path | str | Sequence[Path | str], config: ExtractConfig) -> list[Example]:
+    """Labeled records (from ``extract oracle``) as they are, or documents labelled here by the oracle; from
+    one file or several (each with its own field names), ids unique across them."""
+    out: list[Example] = []
+    ids = set()
+    for src in sources(inputs, config.data):
+        if src.path == STDIO:
+            raise SpacesError("training reads its records twice: give a file, not stdin", display_name(src.path))
+        first = next(read_jsonl(src.path), None)
+        if first is None:
+            raise SpacesError("no records to train on", display_name(src.path))
+        if "sentences" in first[1] and "labels" in first[1]:
+            records = read_records(src.path, LabeledRecord)
+        else:
+            docs = read_documents([src.path], src.data, need_summary=True)
+            records = (label_document(doc, src.data) for doc in progress(docs, None, "oracle labels"))
+        for r in records:
+            if r.id in ids:
+                raise SpacesError(f"duplicate id {r.id!r}: an earlier input file has it too", display_name(src.path))
+            ids.add(r.id)
+            out.append(Example(r.id, r.sentences, r.labels, r.reference, r.roles or section_roles(r.sentences)))
+    return out
 
 
 class _Scorer:
@@ -68,18 +78,35 @@ class _Scorer:
             self.memo[key] = score_texts(extract, ex.reference, "word", self.user_dict)["main"]
         return self.memo[key]
 
-    def mean(self, idx: list[int], probs: list[np.ndarray], threshold: float, k: int) -> float:
-        return float(np.mean([self(i, select(p, threshold, k)) for i, p in zip(idx, probs)]))
+    def mean(self, idx: list[int], probs: list[np.ndarray], selection: SelectConfig) -> float:
+        return float(np.mean([self(i, select(p, self.examples[i].clauses, selection, self.examples[i].roles)[0])
+                              for i, p in zip(idx, probs)]))
 
 
-def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) -> dict:
+THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.96, 0.05)]
+BUDGETS = [None, *range(250, 751, 50)]  # characters (CAIL references: 192-474, mean 283)
+
+
+def tune_selection(sel: SelectConfig, score) -> tuple[SelectConfig, list[dict]]:
+    """The threshold (and, with ``tune_budget``, the budget) that maximise ``score`` of the out-of-fold
+    extracts; ties keep the configured value. Returns the selection and every point tried."""
+    if not sel.tune_threshold:
+        return sel, []
+    budgets = BUDGETS if sel.tune_budget else [sel.budget]
+    sweep = [{"threshold": t, "budget": b, "score": score(sel.model_copy(update={"threshold": t, "budget": b}))}
+             for b in budgets for t in THRESHOLDS]
+    best = max(sweep, key=lambda p: (p["score"], p["threshold"] == sel.threshold, p["budget"] == sel.budget))
+    return sel.model_copy(update={"threshold": best["threshold"], "budget": best["budget"]}), sweep
+
+
+def train_extractor(config: ExtractConfig, input: Path | str | Sequence[Path | str], output_dir: Path) -> dict:
     """Train ``config.train.folds`` DGCNN taggers; write them, the card and oof.jsonl into ``output_dir``."""
     start_time = time.perf_counter()
     t, sel = config.train, config.select
     examples = load_examples(input, config)
     if len(examples) < t.folds:
         raise SpacesError(f"{len(examples)} records cannot make {t.folds} folds (set --train.folds lower)",
-                          display_name(input))
+                          ", ".join(input_paths(input)))
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rank, size = accelerator.process_index, accelerator.num_processes
@@ -121,7 +148,7 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
                     accelerator.backward(loss)
                     optimizer.step()
                 probs = clause_probs([model], [vectors[i] for i in val_idx])
-                score = scorer.mean(val_idx, probs, sel.threshold, sel.fallback_top_k)
+                score = scorer.mean(val_idx, probs, sel)
                 if score > best[0]:
                     best = (score, epoch + 1, {n: p.detach().clone() for n, p in model.state_dict().items()})
                 bar.update()
@@ -134,31 +161,27 @@ def train_extractor(config: ExtractConfig, input: Path | str, output_dir: Path) 
             del wrapped, optimizer
             accelerator.free_memory()  # SPACES's 15 folds must not hold 15 models and optimizers
 
-    all_idx = list(range(len(examples)))
-    threshold = sel.threshold
-    sweep = {}
-    if sel.tune_threshold:
-        for th in np.round(np.arange(0.05, 0.96, 0.05), 2):
-            sweep[float(th)] = scorer.mean(all_idx, oof, float(th), sel.fallback_top_k)
-        threshold = max(sweep, key=lambda th: (sweep[th], th == sel.threshold))
-    oof_score = scorer.mean(all_idx, oof, threshold, sel.fallback_top_k)
+    selection, sweep = tune_selection(sel, lambda s: scorer.mean(list(range(len(examples))), oof, s))
+    oof_score = scorer.mean(list(range(len(examples))), oof, selection)
+    records = [extracted_record(ex.id, ex.clauses, probs, selection, roles=ex.roles, reference=ex.reference,
+                                labels=ex.labels) for ex, probs in zip(examples, oof)]
     fields = {
         "encoder": {"name_or_path": config.model.name_or_path, "identity": encoder.identity, "dim": encoder.dim,
                     "quantize": config.model.quantize},
         "folds": t.folds,
         "fold_scores": folds,
-        "threshold": threshold,
-        "threshold_sweep": sweep,
+        "threshold": selection.threshold,
+        "budget": selection.budget,
+        "selection_sweep": sweep,
         "oof_score": oof_score,
+        "holding_added": sum(bool(r.holding_added) for r in records),
         "seconds": round(time.perf_counter() - start_time, 1),
     }
     card = {"data": {"records": len(examples)}, **fields}
     if accelerator.is_main_process:
-        selection = sel.model_copy(update={"threshold": threshold})
         with JsonlWriter(output_dir / "oof.jsonl") as out:
-            for ex, probs in zip(examples, oof):
-                out.write(extracted_record(ex.id, ex.clauses, probs, selection, roles=ex.roles,
-                                           reference=ex.reference, labels=ex.labels))
+            for record in records:
+                out.write(record)
         dump_config(config, output_dir / "config.yaml")
         card = write_card(output_dir, KIND, input, len(examples), **fields)
     accelerator.wait_for_everyone()

@@ -21,7 +21,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from spaces.config import DecodeConfig
 from spaces.generate.copy import CopyConstraint, NumberRule
-from spaces.text import MAX_REPEATS, MAX_UNIT, repeats_at_end
+from spaces.text import MAX_UNIT, repeats_at_end
 
 NEG_INF = float("-inf")
 

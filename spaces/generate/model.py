@@ -135,9 +135,9 @@ class CopyGenerator(nn.Module):
             model = cls(seq2seq, codec)
             model.copy_head.load_state_dict(load_file(str(Path(path) / COPY_HEAD)))
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, SafetensorError) as e:
-            raise SpacesError(f"corrupt generator model dir: {str(e).splitlines()[0]}", str(path)) from None
+            raise SpacesError(f"corrupt generator model dir: {str(e).splitlines()[0]}", str(path)) from e
         except SpacesError as e:
-            raise SpacesError(f"corrupt generator model dir: {e.message}", str(path)) from None
+            raise SpacesError(f"corrupt generator model dir: {e.message}", str(path)) from e
         return model.eval()
 
 
@@ -209,7 +209,7 @@ def _pretrained(name_or_path: str):
     except (OSError, ValueError, KeyError) as e:
         raise SpacesError(f"cannot load a seq2seq model from {name_or_path!r}: {str(e).strip().splitlines()[0]} "
                           "(model.name_or_path takes any AutoModelForSeq2SeqLM checkpoint: T5/mT5, BART, "
-                          "Pegasus, an EncoderDecoderModel)") from None
+                          "Pegasus, an EncoderDecoderModel)") from e
     if seq2seq.config.decoder_start_token_id is None:
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
         seq2seq.config.decoder_start_token_id = start if start is not None else tokenizer.pad_token_id

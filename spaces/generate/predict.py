@@ -35,6 +35,8 @@ def generator_config(model_dir: Path, config: Path | None = None, overrides: dic
                      ) -> GenerateConfig:
     """The config a model dir was trained with (its own config.yaml), or ``config``, plus overrides."""
     saved = Path(model_dir) / CONFIG
+    if (Path(model_dir) / CARD).is_file():
+        read_card(model_dir, KIND)  # an extractor dir has a config.yaml too: say what it is, not its keys
     if config is None and not saved.is_file():
         raise SpacesError(f"no {CONFIG} in the generator dir: give --config, or train it with 'spaces generate "
                           "train' (which writes one into model-best/ and model-last/)", str(model_dir))
