@@ -7,7 +7,7 @@ Reads the split of `make reproduce-cail` (RUN_DIR/split.json, RUN_DIR/labeled.js
 training records) and scores every point on the same held-out records.
 
 1. Learning curve: for each size n, the first n training records after a seeded shuffle (each size holds the
-   smaller ones); the extractor trained k-fold with configs/extract.yaml (k = min(5, n)), its out-of-fold CAIL
+   smaller ones; all of them is the reproduce-cail run itself, whose models are read, not trained again); the extractor trained k-fold with configs/extract.yaml (k = min(5, n)), its out-of-fold CAIL
    (cross-validated on the n) and its held-out CAIL; then the seq2seq generator (configs/generate.yaml) on
    those n out-of-fold extracts, its validation CAIL against the extract's (its card) and its held-out CAIL.
 2. Extractor variants on all training records (same seeds and folds), cross-validated and held out: the
@@ -53,9 +53,11 @@ def held_out_score(predictions: Path, test: list[str], user_dict: str) -> float:
     return json.loads(metrics.read_text())["main"]
 
 
-def extractor_point(labeled: Path, out: Path, test: list[str], user_dict: str, folds: int, extra: list[str]) -> dict:
-    run([*SPACES, "extract", "train", "-c", "configs/extract.yaml", "-i", labeled, "-o", out, "--data.user_dict",
-         user_dict, "--train.folds", folds, *extra])
+def extractor_point(labeled: Path, out: Path, test: list[str], user_dict: str, folds: int, extra: list[str],
+                    trained: bool = False) -> dict:
+    if not trained:
+        run([*SPACES, "extract", "train", "-c", "configs/extract.yaml", "-i", labeled, "-o", out, "--data.user_dict",
+             user_dict, "--train.folds", folds, *extra])
     card = json.loads((out / "card.json").read_text())
     scores = [f["val_score"] for f in card["fold_scores"]]
     run([*SPACES, "extract", "predict", "-m", out, *inputs("-i", test), "-o", out / "test-extracted.jsonl"])
@@ -67,9 +69,11 @@ def extractor_point(labeled: Path, out: Path, test: list[str], user_dict: str, f
             "held_out_chars_p90": lengths[min(len(lengths) - 1, round(0.9 * (len(lengths) - 1)))]}
 
 
-def generator_point(oof: Path, extracted: Path, out: Path, test: list[str], user_dict: str) -> dict:
-    run([*SPACES, "generate", "train", "-c", "configs/generate.yaml", "-i", oof, "-o", out, "--data.user_dict",
-         user_dict])
+def generator_point(oof: Path, extracted: Path, out: Path, test: list[str], user_dict: str,
+                    trained: bool = False) -> dict:
+    if not trained:
+        run([*SPACES, "generate", "train", "-c", "configs/generate.yaml", "-i", oof, "-o", out, "--data.user_dict",
+             user_dict])
     card = json.loads((out / "card.json").read_text())
     run([*SPACES, "generate", "predict", "-m", out / "model-best", "-i", extracted, "-o", out / "test-generated.jsonl"])
     return {"validation": card["validation"], "best_epoch": (card["best"] or {}).get("epoch"),
@@ -96,14 +100,17 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"held_out_records": sum(1 for _ in _records(test)), "curve": [], "variants": {}}
     for n in [n for n in args.sizes if n <= len(lines)]:
-        d = args.out / f"n{n}"
-        d.mkdir(exist_ok=True)
-        (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
-        point = {"records": n, "folds": min(5, n),
-                 "extractor": extractor_point(d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [])}
+        # all the training records: that is the reproduce-cail run itself (same records, configs and held-out)
+        whole = n == len(lines) and (args.run_dir / "generator" / "card.json").is_file()
+        d = args.run_dir if whole else args.out / f"n{n}"
+        if not whole:
+            d.mkdir(exist_ok=True)
+            (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+        point = {"records": n, "folds": min(5, n), "extractor": extractor_point(
+            d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [], trained=whole)}
         if not args.no_generator:
             point["generator"] = generator_point(d / "extractor" / "oof.jsonl", d / "extractor" / "test-extracted.jsonl",
-                                                 d / "generator", test, args.user_dict)
+                                                 d / "generator", test, args.user_dict, trained=whole)
         result["curve"].append(point)
         (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.no_variants:

@@ -616,3 +616,26 @@ def test_a_resume_on_other_data_is_refused_and_a_finished_run_stays_finished(tmp
     assert card["stopped_early"] and len(card["history"]) < 6
     assert runner.invoke(app, [*early, "--train.epochs", "6"]).exit_code == 0  # no training past the early stop
     assert json.loads((stopped / "card.json").read_text())["history"] == card["history"]
+
+
+def test_a_summary_cut_by_the_length_limit_ends_after_a_whole_clause():
+    from spaces.generate.predict import end_cleanly
+
+    assert end_cleanly("依照《合同法》第九十四条、第一百") == "依照《合同法》第九十四条、"
+    assert end_cleanly("被告支付原告借款。本院认为，被告于") == "被告支付原告借款。本院认为，"
+    assert end_cleanly("被告支付原告借款50000") == "被告支付原告借款"  # no separator: the cut number goes
+    assert end_cleanly("被告支付原告借款") == "被告支付原告借款"
+
+
+def test_predict_ends_a_summary_the_limit_cut_off_cleanly(overfit):
+    from spaces.generate.predict import summarize_records
+
+    model, examples, _, _ = overfit
+    records = [extracted_record(r["id"], document_text(r)[:120], r["summary"][:40]) for r in read_jsonl(JUDGMENTS)[:3]]
+    config = GenerateConfig(decode=DecodeConfig(num_beams=2, max_new_tokens=25, copy_numbers=False))
+    whole = summarize_records(model, records, GenerateConfig(decode=DecodeConfig(num_beams=2, max_new_tokens=60,
+                                                                                 copy_numbers=False)))
+    cut = summarize_records(model, records, config)
+    assert any(c != w for c, w in zip(cut, whole))
+    for c, w in zip(cut, whole):
+        assert w.startswith(c) and (c == w or c == "" or c[-1] in "。；：，、")

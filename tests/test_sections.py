@@ -76,3 +76,9 @@ def test_position_in_section_counts_within_each_run():
     assert position_in_section(["header", "parties", "parties", "facts", "parties"]) == [
         (0, 1), (0, 2), (1, 2), (0, 1), (0, 1)]
     assert position_in_section([]) == []
+
+
+def test_a_closing_cue_quoted_in_the_facts_does_not_hide_the_reasoning_and_the_holding():
+    roles = section_roles(["原告：张某，", "经审理查明：", "双方达成调解协议，", "诉讼费用由被告负担。", "本院认为，",
+                           "被告应当还款。", "判决如下：", "驳回原告的诉讼请求。", "案件受理费50元，"])
+    assert roles[3:] == ["closing", "reasoning", "reasoning", "judgment", "judgment", "closing"]

@@ -62,7 +62,9 @@ _NEXT = {
     "facts": {"reasoning", "judgment", "closing"},
     "reasoning": {"judgment", "closing"},
     "judgment": {"closing"},
-    "closing": {"appendix"},
+    # a closing cue quoted early (诉讼费用由被告负担 in a mediation agreement the facts recite) must not hide
+    # the reasoning and the holding: a real closing section holds neither 本院认为 nor 判决如下
+    "closing": {"reasoning", "judgment", "appendix"},
     "appendix": set(),
 }
 # When several cues match a clause, the later section wins (a clause can cite the claims it rejects).

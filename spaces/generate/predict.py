@@ -12,10 +12,22 @@ from spaces.errors import SpacesError
 from spaces.generate.data import pad_sources, read_extracted, source_text
 from spaces.generate.decoding import beam_search
 from spaces.records import ExtractedRecord, Summary
+from spaces.numbers import number_spans
 from spaces.stream import MapRun, map_records
+from spaces.text import CLAUSE_SEPARATORS
 
 KIND = "spaces-generator"
 CONFIG = "config.yaml"
+
+
+def end_cleanly(text: str) -> str:
+    """A summary the length limit cut off ends after its last clause separator (or 、): the limit can fall inside a
+    copied number (第一百零七条 cut to 第一百, a number the judgment never wrote) or inside a clause."""
+    cut = max(text.rfind(c) for c in CLAUSE_SEPARATORS + "、")
+    if cut >= 0:
+        return text[:cut + 1]
+    spans = number_spans(text)
+    return text[:spans[-1][0]] if spans and spans[-1][1] == len(text) else text
 
 
 def summarize_records(model, records: list[ExtractedRecord], config: GenerateConfig) -> list[str]:
@@ -28,7 +40,8 @@ def summarize_records(model, records: list[ExtractedRecord], config: GenerateCon
     model.eval()
     outputs = beam_search(model, ids.to(at), mask.to(at), config.decode)
     model.train(was_training)
-    return [codec.to_surface(codec.decode(seq), "".join(r.sentences)) for seq, r in zip(outputs, records)]
+    texts = [codec.to_surface(codec.decode(seq), "".join(r.sentences)) for seq, r in zip(outputs, records)]
+    return [end_cleanly(t) if len(seq) >= config.decode.max_new_tokens else t for t, seq in zip(texts, outputs)]
 
 
 def generator_config(model_dir: Path, config: Path | None = None, overrides: dict[str, Any] | None = None
