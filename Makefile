@@ -28,7 +28,7 @@ test: install
 # generator), then score Lead, the oracle bound, extract only, the generator and what `summarize` prints
 # (generator only where its validation score beat the extract's) on the held-out records.
 # Writes $(RUN_DIR)/metrics.json, report.md and report.html.
-TEST_SIZE ?= 20
+TEST_SIZE ?= $(if $(wildcard $(CAIL_DIR)/val60.jsonl),20,5)
 CAIL_INPUTS ?= $(CAIL_DIR)/train.json $(if $(wildcard $(CAIL_DIR)/val60.jsonl),$(CAIL_DIR)/val60.jsonl:source)
 TRAIN = $(foreach s,$(CAIL_INPUTS),-i $(RUN_DIR)/train/$(notdir $(s)))
 TEST = $(foreach s,$(CAIL_INPUTS),-i $(RUN_DIR)/test/$(notdir $(s)))

@@ -105,12 +105,15 @@ def main() -> int:
         d = args.run_dir if whole else args.out / f"n{n}"
         if not whole:
             d.mkdir(exist_ok=True)
-            (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+            (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")  # the same every run
+        # a point an earlier run finished is read back, not trained again (a rerun resumes)
         point = {"records": n, "folds": min(5, n), "extractor": extractor_point(
-            d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [], trained=whole)}
+            d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [],
+            trained=whole or (d / "extractor" / "card.json").is_file())}
         if not args.no_generator:
             point["generator"] = generator_point(d / "extractor" / "oof.jsonl", d / "extractor" / "test-extracted.jsonl",
-                                                 d / "generator", test, args.user_dict, trained=whole)
+                                                 d / "generator", test, args.user_dict,
+                                                 trained=whole or (d / "generator" / "card.json").is_file())
         result["curve"].append(point)
         (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.no_variants:

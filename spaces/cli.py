@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -437,12 +438,23 @@ def summarize(
     typer.echo(summary.summary)
 
 
+_MAIN_PID = None
+
+
 def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) saves and says how to resume, as Ctrl-C does
+    """SIGTERM (a scheduler, `kill`) saves and says how to resume, as Ctrl-C does, in the command's own
+    process; a forked worker (the oracle's pool) dies of it as usual, which is how its pool stops it."""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Console-script entry: ``--debug`` may stand anywhere on the line."""
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _terminated)
     argv = sys.argv[1:]
     if "--debug" in argv:

@@ -158,10 +158,31 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_console_script_takes_debug_anywhere(monkeypatch, tmp_path):
+    import signal
+
     from spaces import cli
 
     monkeypatch.setattr("sys.argv", ["spaces", "evaluate", "--predictions", str(tmp_path / "x"),
                                      "--references", str(tmp_path / "y"), "--debug"])
-    with pytest.raises(Exception) as e:
-        cli.main()
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Exception) as e:
+            cli.main()
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # main() installs its SIGTERM handler: not for the test process
     assert type(e.value).__name__ == "SpacesError"
+
+
+def test_a_bad_record_stops_the_console_script_and_its_worker_pool(tmp_path):
+    """The oracle's pool is stopped with SIGTERM: its forked workers must die of it, not save and wait."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lines = JUDGMENTS.read_text(encoding="utf-8").splitlines()
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(lines * 40) + "\n", encoding="utf-8")  # a duplicate id at line 5, workers busy
+    result = subprocess.run([sys.executable, "-m", "spaces", "extract", "oracle", "-i", str(docs), "-o",
+                             str(tmp_path / "l.jsonl"), "--workers", "2"], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert result.returncode == 1 and "duplicate id" in result.stderr
