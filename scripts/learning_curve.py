@@ -28,6 +28,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from spaces.config import DataConfig  # noqa: E402
+from spaces.records import read_documents  # noqa: E402
+
 SPACES = [sys.executable, "-m", "spaces"]
 VARIANTS = {
     "shipped": [],
@@ -98,7 +103,8 @@ def main() -> int:
     lines = [line for line in all_labeled.read_text(encoding="utf-8").splitlines() if line.strip()]
     random.Random(42).shuffle(lines)
     args.out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"held_out_records": sum(1 for _ in _records(test)), "curve": [], "variants": {}}
+    held_out = sum(1 for _ in read_documents(test, DataConfig(), need_summary=True))
+    result: dict = {"held_out_records": held_out, "curve": [], "variants": {}}
     for n in [n for n in args.sizes if n <= len(lines)]:
         # all the training records: that is the reproduce-cail run itself (same records, configs and held-out)
         whole = n == len(lines) and (args.run_dir / "generator" / "card.json").is_file()
@@ -125,14 +131,6 @@ def main() -> int:
     (args.out / "learning_curve.md").write_text(report, encoding="utf-8")
     print(report)
     return 0
-
-
-def _records(specs: list[str]):
-    sys.path.insert(0, str(ROOT))
-    from spaces.config import DataConfig
-    from spaces.records import read_documents
-
-    return read_documents(specs, DataConfig(), need_summary=True)
 
 
 def markdown(result: dict) -> str:
