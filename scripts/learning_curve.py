@@ -1,15 +1,18 @@
-"""How the extractor and the seq2seq generator grow with data, and what the extractor's features are worth.
+"""How the extractor, the seq2seq generator and the editor grow with data, and what the extractor's features are
+worth.
 
     python scripts/learning_curve.py [--run-dir runs/cail2020] [--sizes 10 20 40 60] [--out runs/learning-curve]
-                                     [--no-generator] [--no-variants] [--user-dict ../shared/cail2020/user_dict.txt]
+                                     [--no-generator] [--no-editor] [--no-variants]
+                                     [--user-dict ../shared/cail2020/user_dict.txt]
 
 Reads the split of `make reproduce-cail` (RUN_DIR/split.json, RUN_DIR/labeled.jsonl: the oracle-labelled
 training records) and scores every point on the same held-out records.
 
 1. Learning curve: for each size n, the first n training records after a seeded shuffle (each size holds the
    smaller ones; all of them is the reproduce-cail run itself, whose models are read, not trained again); the extractor trained k-fold with configs/extract.yaml (k = min(5, n)), its out-of-fold CAIL
-   (cross-validated on the n) and its held-out CAIL; then the seq2seq generator (configs/generate.yaml) on
-   those n out-of-fold extracts, its validation CAIL against the extract's (its card) and its held-out CAIL.
+   (cross-validated on the n) and its held-out CAIL; then the seq2seq generator (configs/generate.yaml) and the
+   editor (configs/edit.yaml) on those n out-of-fold extracts, each with its validation CAIL against the
+   extract's (its card) and its held-out CAIL.
 2. Extractor variants on all training records (same seeds and folds), cross-validated and held out: the
    shipped config without the section-role features, without the position features, with the int8 encoder,
    and with a length budget tuned beside the threshold.
@@ -74,11 +77,10 @@ def extractor_point(labeled: Path, out: Path, test: list[str], user_dict: str, f
             "held_out_chars_p90": lengths[min(len(lengths) - 1, round(0.9 * (len(lengths) - 1)))]}
 
 
-def generator_point(oof: Path, extracted: Path, out: Path, test: list[str], user_dict: str,
+def generator_point(config: str, oof: Path, extracted: Path, out: Path, test: list[str], user_dict: str,
                     trained: bool = False) -> dict:
     if not trained:
-        run([*SPACES, "generate", "train", "-c", "configs/generate.yaml", "-i", oof, "-o", out, "--data.user_dict",
-             user_dict])
+        run([*SPACES, "generate", "train", "-c", config, "-i", oof, "-o", out, "--data.user_dict", user_dict])
     card = json.loads((out / "card.json").read_text())
     run([*SPACES, "generate", "predict", "-m", out / "model-best", "-i", extracted, "-o", out / "test-generated.jsonl"])
     return {"validation": card["validation"], "best_epoch": (card["best"] or {}).get("epoch"),
@@ -92,6 +94,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning-curve")
     parser.add_argument("--user-dict", default=str(ROOT.parent / "shared" / "cail2020" / "user_dict.txt"))
     parser.add_argument("--no-generator", action="store_true")
+    parser.add_argument("--no-editor", action="store_true")
     parser.add_argument("--no-variants", action="store_true")
     args = parser.parse_args()
     split_file, all_labeled = args.run_dir / "split.json", args.run_dir / "labeled.jsonl"
@@ -107,7 +110,7 @@ def main() -> int:
     result: dict = {"held_out_records": held_out, "curve": [], "variants": {}}
     for n in [n for n in args.sizes if n <= len(lines)]:
         # all the training records: that is the reproduce-cail run itself (same records, configs and held-out)
-        whole = n == len(lines) and (args.run_dir / "generator" / "card.json").is_file()
+        whole = n == len(lines) and (args.run_dir / "extractor" / "card.json").is_file()
         d = args.run_dir if whole else args.out / f"n{n}"
         if not whole:
             d.mkdir(exist_ok=True)
@@ -116,10 +119,12 @@ def main() -> int:
         point = {"records": n, "folds": min(5, n), "extractor": extractor_point(
             d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [],
             trained=whole or (d / "extractor" / "card.json").is_file())}
-        if not args.no_generator:
-            point["generator"] = generator_point(d / "extractor" / "oof.jsonl", d / "extractor" / "test-extracted.jsonl",
-                                                 d / "generator", test, args.user_dict,
-                                                 trained=whole or (d / "generator" / "card.json").is_file())
+        for key, config, skip in (("generator", "configs/generate.yaml", args.no_generator),
+                                  ("editor", "configs/edit.yaml", args.no_editor)):
+            if not skip:
+                point[key] = generator_point(config, d / "extractor" / "oof.jsonl",
+                                             d / "extractor" / "test-extracted.jsonl", d / key, test, args.user_dict,
+                                             trained=(d / key / "card.json").is_file())
         result["curve"].append(point)
         (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.no_variants:
@@ -137,13 +142,18 @@ def markdown(result: dict) -> str:
     n = result["held_out_records"]
     out = [f"Held out: the same {n} records for every point.", "",
            "| training records | extractor, out-of-fold CAIL (per fold mean ± sd) | extractor, held out | "
-           "seq2seq generator: validation CAIL vs its extract's | generator, held out |", "|---|---|---|---|---|"]
+           "seq2seq generator: validation CAIL vs its extract's | generator, held out | editor: validation CAIL vs "
+           "its extract's | editor, held out |", "|---|---|---|---|---|---|---|"]
+
+    def cells(g: dict | None) -> str:
+        if g is None:
+            return "– | –"
+        return f"{g['validation']['generator']:.4f} vs {g['validation']['extract']:.4f} | {g['held_out']:.4f}"
+
     for p in result["curve"]:
-        e, g = p["extractor"], p.get("generator")
-        gen = ("–", "–") if g is None else (
-            f"{g['validation']['generator']:.4f} vs {g['validation']['extract']:.4f}", f"{g['held_out']:.4f}")
+        e = p["extractor"]
         out.append(f"| {p['records']} | {e['oof_score']:.4f} ({e['fold_mean']:.3f} ± {e['fold_sd']:.3f}) | "
-                   f"{e['held_out']:.4f} | {gen[0]} | {gen[1]} |")
+                   f"{e['held_out']:.4f} | {cells(p.get('generator'))} | {cells(p.get('editor'))} |")
     if result["variants"]:
         out += ["", "| extractor variant (all training records, same seeds and folds) | out-of-fold CAIL | "
                 "per fold mean ± sd | held out | extract chars, median / p90 (held out) |", "|---|---|---|---|---|"]

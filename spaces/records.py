@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -415,6 +415,7 @@ class Summary(Record):
     summary: str
     source: str | None = None
     dropped_clauses: int | None = None  # summarize: clauses of a long judgment left out (data.max_clauses)
+    edits: list[tuple[Literal["keep", "delete", "insert"], str]] | None = None  # the editor's: the extract, edited
 
 
 R = TypeVar("R", bound=Record)

@@ -23,7 +23,7 @@ from typing import Any
 from spaces.cards import card_sha256
 from pydantic import ValidationError
 
-from spaces.config import DataConfig, DecodeConfig, SummarizeConfig, UseGenerator
+from spaces.config import DataConfig, SummarizeConfig, UseGenerator
 from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
@@ -92,12 +92,12 @@ class Summarizer:
             config = generator_config(Path(generator))
             if decode:
                 try:
-                    settings = DecodeConfig.model_validate({**config.decode.model_dump(), **decode})
+                    settings = type(config.decode).model_validate({**config.decode.model_dump(), **decode})
                 except ValidationError as e:
                     raise SpacesError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
                                                 for err in e.errors()), "decode") from e
                 config = config.model_copy(update={"decode": settings})
-            out.generator, out.generator_config = load_generator(Path(generator)), config
+            out.generator, out.generator_config = load_generator(Path(generator), config), config
             out.models.update(generator=card_sha256(generator), decode=config.decode.model_dump(mode="json"))
         return out
 
@@ -119,13 +119,14 @@ class Summarizer:
 
         records = extract_documents(self.extractor, self.encoder, docs, self.data.max_clauses)
         if self.use_generator:
-            from spaces.generate.predict import summarize_records
+            from spaces.generate.predict import summaries
 
-            texts, source = summarize_records(self.generator, records, self.generator_config), "generator"
+            out = summaries(self.generator, records, self.generator_config)
         else:
-            texts, source = [r.extract for r in records], "extract"
-        return [(r, Summary(id=r.id, summary=s, source=source, dropped_clauses=r.dropped_clauses or None))
-                for r, s in zip(records, texts)]
+            out = [Summary(id=r.id, summary=r.extract, source="extract") for r in records]
+        for r, summary in zip(records, out):
+            summary.dropped_clauses = r.dropped_clauses or None
+        return list(zip(records, out))
 
     def batch(self, texts: list[str]) -> list[str]:
         docs = [Document(str(i), text, None, f"text {i}") for i, text in enumerate(texts)]

@@ -117,3 +117,10 @@ def tiny_bert(tmp_path_factory):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def edit_tiny(encoder: Path) -> list[str]:
+    """An editor small enough to train in seconds (the --overrides of `generate train --config configs/edit.yaml`)."""
+    return ["--model.name_or_path", str(encoder), "--model.layers", "null", "--model.max_length", "64",
+            "--model.freeze_embeddings", "false", "--train.batch_size", "2", "--train.validation", "0.25",
+            "--train.learning_rate", "0.001", "--train.epochs", "2"]

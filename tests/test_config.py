@@ -17,8 +17,19 @@ def test_yaml_then_overrides(tmp_path):
     assert (cfg.data.text_field, cfg.data.max_clauses, cfg.data.id_field) == ("source", 12, "doc")
 
 
+def test_a_learning_rate_in_e_notation_is_a_number_on_the_command_line_and_in_a_file(tmp_path):
+    """YAML 1.1 reads 2e-4 as a string, which a strict float refuses: 1.2's floats are read instead."""
+    from spaces.config import EditConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 3e-5\n")
+    assert load_config(EditConfig, path).train.learning_rate == 3e-5
+    cfg = load_config(EditConfig, path, parse_overrides(["--train.learning_rate", "2e-4", "--train.epochs", "3"]))
+    assert cfg.train.learning_rate == 2e-4 and cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+
+
 @pytest.mark.parametrize("pattern, schema", [("extract.yaml", "ExtractConfig"), ("generate.yaml", "GenerateConfig"),
-                                             ("summarize.yaml", "SummarizeConfig")])
+                                             ("edit.yaml", "EditConfig"), ("summarize.yaml", "SummarizeConfig")])
 def test_shipped_configs_load(pattern, schema):
     from pathlib import Path
 

@@ -163,7 +163,7 @@ def test_all_config_errors_at_once_each_with_its_key_and_flag(tmp_path):
     assert "--data.nope: unknown config key" in line and "--train.folds: Input should be a valid integer" in line
 
 
-@pytest.mark.parametrize("stage", ["extract", "generate"])
+@pytest.mark.parametrize("stage", ["extract", "generate", "edit"])
 def test_shipped_configs_are_the_schema_defaults(stage):
     """One source of defaults: configs/STAGE.yaml is exactly what `spaces config STAGE` prints."""
     schema, title = STAGES[stage]

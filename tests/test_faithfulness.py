@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from spaces.evaluate.faithfulness import citation_spans, citations, copy_rate, faithfulness, novel_bigrams
+from spaces.citations import citation_spans, citations
+from spaces.evaluate.faithfulness import copy_rate, faithfulness, novel_bigrams
 from spaces.numbers import chinese_value, number_spans, numbers
 from tests.conftest import JUDGMENTS, read_jsonl
 
@@ -140,6 +141,23 @@ def test_report_page_marks_what_a_summary_invented_and_needs_no_network(tmp_path
     assert any("被告向原告借款" in t for t in copied)
     assert page.urls == [] and not re.search(r"url\(\s*['\"]?https?:", html)  # nothing fetched from a network
     assert "<svg" in html and "worst first" in html
+
+
+def test_report_page_shows_an_edited_summary_with_its_deletions_struck_through_and_insertions_marked(tmp_path):
+    refs, good, _ = documents(tmp_path)
+    edits = [["keep", "原告"], ["delete", "张三"], ["insert", "与"], ["keep", "被告纠纷一案"], ["delete", "<如下>"]]
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(dict(r, edits=edits) if r["id"] == "j1" else r, ensure_ascii=False) + "\n"
+                              for r in read_jsonl(good)), encoding="utf-8")
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "-p", f"editor={edited}", "--references", str(refs), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    entry = html[html.index('id="doc-j1"'):html.index("<section", html.index('id="doc-j1"'))]
+    assert '<p class="edits" title="the extract, edited">原告<del>张三</del><ins>与</ins>被告纠纷一案<del>&lt;如下&gt;</del></p>' \
+        in entry
+    other = html[html.index("<section", html.index('id="doc-j1"')):]
+    assert 'class="edits"' not in other  # only the summaries that carry edits
 
 
 def test_report_refuses_mismatched_ids(tmp_path):

@@ -20,7 +20,7 @@ from spaces.generate.vocab import add_compound_words, prune_vocab, single_charac
 from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 from spaces.text import degenerate
-from tests.conftest import JUDGMENTS, TINY, document_text, read_jsonl
+from tests.conftest import JUDGMENTS, TINY, document_text, edit_tiny, read_jsonl
 from tests.reference import lcs_dp
 
 runner = CliRunner()
@@ -557,8 +557,10 @@ def many_extracted(tmp_path, n=24):
     return path
 
 
-def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path):
-    """Raw weights, EMA, optimizer and scheduler state, model-best and model-last: byte for byte."""
+@pytest.mark.parametrize("kind", ["seq2seq", "edit"])
+def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path, kind, request):
+    """Raw weights, EMA, optimizer and scheduler state, model-best and model-last: byte for byte (the seq2seq
+    generator and the editor: one loop)."""
     import os
     import signal
     import subprocess
@@ -567,7 +569,9 @@ def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path):
     from pathlib import Path
 
     data = many_extracted(tmp_path)
-    args = ["generate", "train", "-i", str(data), *TINY, "--train.epochs", "3"]
+    tiny = TINY if kind == "seq2seq" else ["--config", "configs/edit.yaml", *edit_tiny(request.getfixturevalue(
+        "tiny_bert"))]
+    args = ["generate", "train", "-i", str(data), *tiny, "--train.epochs", "3"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert runner.invoke(app, [*args, "-o", str(straight)]).exit_code == 0
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))

@@ -19,77 +19,14 @@ for that document and left out of the mean.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from spaces.numbers import CHINESE_NUMERALS, chinese_value, numbers
+from spaces.citations import citations
+from spaces.numbers import numbers
 from spaces.text import degenerate, words
 
 KEYS = ("unsupported_numbers", "unsupported_citations", "citation_recall", "novel_bigrams", "copy_rate",
         "degenerate")
-
-# ---- citations --------------------------------------------------------------------------------------
-
-_TITLE = re.compile(r"《([^《》]{1,80})》")
-_NUM = f"(?:[{CHINESE_NUMERALS}]+|\\d+)"
-_ARTICLE = re.compile(f"\\s*(?:[、，,及和]|以及)?\\s*第({_NUM})条(?:之[{CHINESE_NUMERALS}]+)?(?:第({_NUM})款)?"
-                      f"(?:第({_NUM})项)?")
-
-
-def _number(token: str | None) -> int | None:
-    if token is None:
-        return None
-    return int(token) if token.isdigit() else chinese_value(token)
-
-
-def canonical_title(title: str) -> str:
-    """A statute title without its 中华人民共和国 prefix, inner brackets or spaces."""
-    title = re.sub(r"[〈〉<>\s《》]", "", title)
-    return title.replace("中华人民共和国", "")
-
-
-@dataclass(frozen=True)
-class Citation:
-    title: str  # canonical
-    article: int | None = None
-    paragraph: int | None = None
-    item: int | None = None
-
-    def found_in(self, others: list[Citation]) -> bool:
-        """Cited among ``others``: same title and article; a 款/项 one side leaves out is not a mismatch."""
-        for o in others:
-            if o.title != self.title:
-                continue
-            if self.article is None or o.article is None:
-                if self.article is None:
-                    return True
-                continue
-            if o.article == self.article and all(a is None or b is None or a == b for a, b in
-                                                 ((self.paragraph, o.paragraph), (self.item, o.item))):
-                return True
-        return False
-
-
-def citation_spans(text: str) -> list[tuple[int, int, Citation]]:
-    """Every 《title》 with the articles that follow it (《合同法》第六十条、第一百零九条 -> two citations),
-    each with the span of the text it covers."""
-    out = []
-    for m in _TITLE.finditer(text):
-        title = canonical_title(m.group(1))
-        pos, found = m.end(), []
-        while (a := _ARTICLE.match(text, pos)) is not None:
-            start = m.start() if not found else a.start(1) - 1
-            found.append((start, a.end(), Citation(title, _number(a.group(1)), _number(a.group(2)),
-                                                   _number(a.group(3)))))
-            pos = a.end()
-        out += found or [(m.start(), m.end(), Citation(title))]
-    return out
-
-
-def citations(text: str) -> list[Citation]:
-    return [c for _, _, c in citation_spans(text)]
-
 
 # ---- copy and novelty -------------------------------------------------------------------------------
 

@@ -18,11 +18,13 @@ from pathlib import Path
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
-from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, citation_spans, citations, copied_spans
+from spaces.citations import citation_spans, citations
+from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, copied_spans
 from spaces.evaluate.metrics import aggregate, read_predictions, read_references, score_document
 from spaces.numbers import number_spans, numbers
 from spaces.partial import check_target, write_atomic
-from spaces.records import ExtractedRecord, check_same_ids, display_name, input_paths, read_records
+from spaces.records import (ExtractedRecord, check_same_ids, display_name, input_paths, read_jsonl, read_records,
+                            record_id)
 
 PAGE_SIZE = 25
 MEANING = {
@@ -67,6 +69,18 @@ def mark_summary(summary: str, judgment: str | None) -> str:
             out.append(text)
         i = j
     return "".join(out)
+
+
+def read_edits(path: Path | str) -> dict[str, list]:
+    """id -> the editor's marks, for the predictions that carry them (``Summary.edits``)."""
+    return {record_id(obj["id"], "id"): obj["edits"] for _, obj in read_jsonl(path)
+            if "id" in obj and isinstance(obj.get("edits"), list)}
+
+
+def render_edits(marks: list) -> str:
+    """The extract with the summary's edits in place: deletions struck through, insertions marked."""
+    tags = {"delete": ("<del>", "</del>"), "insert": ("<ins>", "</ins>"), "keep": ("", "")}
+    return "".join(tags[kind][0] + html.escape(text) + tags[kind][1] for kind, text in marks if kind in tags)
 
 
 def render_clauses(record: ExtractedRecord) -> str:
@@ -145,9 +159,11 @@ def write_report(systems: dict[str, Path], references: Path | str | list[str], o
     ids = [r.id for r in refs]
     names = list(systems)
     preds = {}
+    edits = {}
     for name, path in systems.items():
         preds[name] = read_predictions(path)
         check_same_ids(preds[name], ids, display_name(path), ref_name)
+        edits[name] = read_edits(path)
     records: dict[str, ExtractedRecord] = {}
     if extracted is not None:
         records = {r.id: r for r in read_records(extracted, ExtractedRecord)}
@@ -180,7 +196,9 @@ def write_report(systems: dict[str, Path], references: Path | str | list[str], o
             figures = " · ".join(f"{key.replace('_', ' ')} {_fmt(row.get(key))}" for key in FAITHFULNESS)
             parts.append(f'<div class="summary"><h4>S{k + 1}: {html.escape(n)} <small>CAIL {row["main"]:.4f} · '
                          f'R1 {row["rouge-1"]:.3f} R2 {row["rouge-2"]:.3f} RL {row["rouge-l"]:.3f}</small></h4>'
-                         f'<p>{mark_summary(preds[n][ref.id][0], ref.text)}</p><p class="figures">{figures}</p></div>')
+                         f'<p>{mark_summary(preds[n][ref.id][0], ref.text)}</p><p class="figures">{figures}</p>'
+                         + (f'<p class="edits" title="the extract, edited">{render_edits(edits[n][ref.id])}</p>'
+                            if ref.id in edits[n] else "") + '</div>')
         parts.append(f'<div class="reference"><h4>Reference</h4><p>{mark_summary(ref.summary, ref.text)}</p></div>')
         docs.append(f'<section class="doc" id="doc-{html.escape(ref.id)}" data-len="{len(ref.text)}" {attrs}>'
                     f'<details><summary><code>{html.escape(ref.id)}</code> <span class="len">{len(ref.text)} chars'
@@ -215,6 +233,9 @@ margin-left:.3rem;font-size:.85rem;font-variant-numeric:tabular-nums}.len{color:
 .role{display:inline-block;font-size:.7rem;color:#fff;background:#6a7b8c;border-radius:3px;padding:0 .3rem;
 margin:0 .3rem}mark.copied{background:#d8f0d8}mark.unsupported{background:#f7c6c6;border-bottom:2px solid #c00}
 .figures{color:#555;font-size:.85rem}.legend mark{padding:0 .3rem}
+.edits{background:#fbfbf8;border-left:3px solid #8aa;padding:.3rem .6rem}
+del{color:#a33;background:#fdeaea;text-decoration:line-through}ins{background:#d8f0d8;text-decoration:none;
+border-bottom:2px solid #2a2}
 """
 
 SCRIPT = """
@@ -241,7 +262,8 @@ PAGE = """<!DOCTYPE html>
 <h1>{title}</h1>
 <p>{n} judgments, {systems} system(s). CAIL = 0.2·ROUGE-1 + 0.4·ROUGE-2 + 0.4·ROUGE-L (F, word level).
 <span class="legend">In summaries, <mark class="copied">copied from the judgment</mark> (4+ characters) and
-<mark class="unsupported">a number or statute the judgment does not contain</mark>.</span></p>
+<mark class="unsupported">a number or statute the judgment does not contain</mark>; under an edited
+summary, its extract with <del>what was deleted</del> and <ins>what was inserted</ins>.</span></p>
 <h2 id="metrics">Metrics</h2>
 <table class="metrics">{table}</table>
 <h2 id="plots">Plots</h2>

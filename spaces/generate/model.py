@@ -38,6 +38,9 @@ def decoder_width(config) -> int:
 
 
 class CopyGenerator(nn.Module):
+    """A seq2seq model with SPACES's copy head on its decoder's last hidden state, and the codec that turns
+    judgments into its token ids and back (with the checkpoint's own end-of-summary and padding ids)."""
+
     def __init__(self, seq2seq, codec: TextCodec | None):
         super().__init__()
         self.seq2seq = seq2seq

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from spaces.cards import CARD, card_sha256, read_card
-from spaces.config import GenerateConfig, load_config
+from spaces.config import EditConfig, GenerateConfig, GeneratorConfig, load_generator_config
 from spaces.distributed import device
 from spaces.errors import SpacesError
 from spaces.generate.data import pad_sources, read_extracted, source_text
@@ -30,7 +30,23 @@ def end_cleanly(text: str) -> str:
     return text[:spans[-1][0]] if spans and spans[-1][1] == len(text) else text
 
 
-def summarize_records(model, records: list[ExtractedRecord], config: GenerateConfig) -> list[str]:
+def summarize_records(model, records: list[ExtractedRecord], config: GeneratorConfig) -> list[str]:
+    """One batch of extracted records as summaries, by the generator of the kind the config names."""
+    return [s.summary for s in summaries(model, records, config)]
+
+
+def summaries(model, records: list[ExtractedRecord], config: GeneratorConfig, **fields) -> list[Summary]:
+    """One batch of extracted records as ``Summary`` records (the editor's with their edit marks)."""
+    if isinstance(config, EditConfig):
+        from spaces.generate.editor import edit_records
+
+        return [Summary(id=r.id, summary=s, source="generator", edits=marks, **fields)
+                for r, (s, marks) in zip(records, edit_records(model, records, config))]
+    return [Summary(id=r.id, summary=s, source="generator", **fields)
+            for r, s in zip(records, decode_records(model, records, config))]
+
+
+def decode_records(model, records: list[ExtractedRecord], config: GenerateConfig) -> list[str]:
     """Decode one batch of extracted records into summaries, in the judgments' own characters."""
     codec, limit = model.codec, config.model.max_source_length
     sources = [source_text(r, codec, limit) for r in records]
@@ -45,7 +61,7 @@ def summarize_records(model, records: list[ExtractedRecord], config: GenerateCon
 
 
 def generator_config(model_dir: Path, config: Path | None = None, overrides: dict[str, Any] | None = None
-                     ) -> GenerateConfig:
+                     ) -> GeneratorConfig:
     """The config a model dir was trained with (its own config.yaml), or ``config``, plus overrides."""
     saved = Path(model_dir) / CONFIG
     if (Path(model_dir) / CARD).is_file():
@@ -53,26 +69,30 @@ def generator_config(model_dir: Path, config: Path | None = None, overrides: dic
     if config is None and not saved.is_file():
         raise SpacesError(f"no {CONFIG} in the generator dir: give --config, or train it with 'spaces generate "
                           "train' (which writes one into model-best/ and model-last/)", str(model_dir))
-    return load_config(GenerateConfig, config or saved, overrides)
+    return load_generator_config(config or saved, overrides)
 
 
 def generator_card(model_dir: Path) -> dict[str, Any]:
     return read_card(model_dir, KIND) if (Path(model_dir) / CARD).is_file() else {}
 
 
-def load_generator(model_dir: Path):
+def load_generator(model_dir: Path, config: GeneratorConfig):
+    """The model of a generator dir, of the kind its config names."""
+    if isinstance(config, EditConfig):
+        from spaces.generate.editor import Editor
+
+        return Editor.load(model_dir).to(device())
     from spaces.generate.model import CopyGenerator
 
     return CopyGenerator.load(model_dir).to(device())
 
 
-def predict_summaries(config: GenerateConfig, model_dir: Path, input: Path | str, output: Path | str, *,
+def predict_summaries(config: GeneratorConfig, model_dir: Path, input: Path | str, output: Path | str, *,
                       allow_empty: bool = False) -> MapRun:
-    model = load_generator(model_dir)
+    model = load_generator(model_dir, config)
 
     def work(batch: list[ExtractedRecord]) -> list[Summary]:
-        return [Summary(id=r.id, summary=s, source="generator")
-                for r, s in zip(batch, summarize_records(model, batch, config))]
+        return summaries(model, batch, config)
 
     return map_records(lambda: read_extracted(input, need_reference=False), input, output, work, desc="generate",
                        batch_size=config.decode.batch_size, allow_empty=allow_empty,

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from spaces.cards import write_card
-from spaces.config import GenerateConfig, dump_config
+from spaces.config import EditConfig, GenerateConfig, GeneratorConfig, dump_config
 from spaces.errors import SpacesError
 from spaces.generate.data import Example, collate, make_examples, read_training_records
 from spaces.generate.model import CopyGenerator, build_generator
@@ -119,6 +119,7 @@ class Evaluation:
     loss: float  # mean training loss of the epoch
     scores: dict[str, float]  # validation CAIL of the "ema" and the "raw" weights
     improved: bool
+    best: dict  # the best validation so far: {"epoch", "val_score", "weights", and the recipe's details}
 
 
 @dataclass
@@ -143,22 +144,67 @@ class TrainState:
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
 
 
+class Seq2SeqRecipe:
+    """What the seq2seq generator brings to the shared loop: its model, examples, batches, loss and validation.
+
+    A recipe (the editor's is ``editor.EditRecipe``) builds a model from the training records or from a
+    checkpoint's skeleton, turns records into examples and examples into batches (rows first), says how many
+    positions each row trains on, computes the loss, and validates (mean CAIL and details for the card)."""
+
+    kind = "seq2seq"
+
+    def __init__(self, config: GenerateConfig):
+        self.config = config
+
+    def build(self, records: list[ExtractedRecord]) -> CopyGenerator:
+        texts = [r.reference for r in records] + [r.extract for r in records]
+        texts += [r.oracle_extract for r in records if r.oracle_extract]
+        return build_generator(self.config.model, texts)
+
+    def skeleton(self, path: Path) -> CopyGenerator:
+        return CopyGenerator.skeleton(path)
+
+    def examples(self, model: CopyGenerator, records: list[ExtractedRecord]) -> list[Example]:
+        return make_examples(records, model.codec, self.config)
+
+    def collate(self, model: CopyGenerator, examples: list[Example], rng: torch.Generator):
+        t = self.config.train
+        return collate(examples, rng, t.oracle_mix, t.source_noise, model.pad_id)
+
+    @staticmethod
+    def supervised(batch) -> torch.Tensor:
+        return (batch[2] != -100).sum(1)
+
+    def loss(self, model, unwrapped: CopyGenerator, batch) -> torch.Tensor:
+        return compute_loss(model, batch, self.config, unwrapped.decoder_inputs(batch[2]))
+
+    def validate(self, model: CopyGenerator, records: list[ExtractedRecord], rank: int, size: int
+                 ) -> tuple[float, dict]:
+        return validate(model, records, self.config, rank, size), {}
+
+    def describe(self, model: CopyGenerator, records: list[ExtractedRecord]) -> dict:
+        return {"model": {"kind": self.kind, "name_or_path": self.config.model.name_or_path,
+                          "family": model.config.model_type, "vocab": len(model.tokenizer), "eos_id": model.eos_id,
+                          "pad_id": model.pad_id, "parameters": sum(p.numel() for p in model.parameters())}}
+
+
 @dataclass
 class Trainer:
-    """What the loop works on: the prepared model, optimizer, scheduler and EMA, data and state."""
+    """What the loop works on: the recipe, the prepared model, optimizer, scheduler and EMA, data and state."""
 
-    config: GenerateConfig
+    recipe: Seq2SeqRecipe
+    config: GeneratorConfig
     accelerator: object
     model: torch.nn.Module  # as prepared by accelerate (DDP-wrapped under a launcher)
-    unwrapped: CopyGenerator
+    unwrapped: torch.nn.Module
     optimizer: object
     scheduler: object
     ema: object
-    examples: list[Example]
+    examples: list
     validation: list[ExtractedRecord]
     state: TrainState
 
-    def weights(self, which: str) -> CopyGenerator:
+    def weights(self, which: str) -> torch.nn.Module:
         return self.ema.module if which == "ema" else self.unwrapped
 
     @property
@@ -169,8 +215,7 @@ class Trainer:
 def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | EpochEnd]:
     """Train until the last epoch or until validation stops improving, yielding as it goes."""
     t, accelerator, model, state = trainer.config.train, trainer.accelerator, trainer.model, trainer.state
-    rank, size = accelerator.process_index, accelerator.num_processes
-    pad = trainer.unwrapped.pad_id
+    rank, size, recipe = accelerator.process_index, accelerator.num_processes, trainer.recipe
     steps_per_epoch = -(-len(trainer.examples) // t.batch_size)
     from accelerate.utils import set_seed
 
@@ -183,17 +228,15 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
         perm = torch.randperm(len(trainer.examples), generator=rng).tolist()
         total = 0.0
         for s in range(0, len(perm), t.batch_size):
-            batch = collate([trainer.examples[i] for i in perm[s:s + t.batch_size]], rng, t.oracle_mix,
-                            t.source_noise, pad)
+            batch = recipe.collate(trainer.unwrapped, [trainer.examples[i] for i in perm[s:s + t.batch_size]], rng)
             # every process sampled the same batch; each trains on its rows, weighted by its share of
-            # the target tokens so that DDP's mean over processes is the mean over the whole batch
+            # the supervised positions so that DDP's mean over processes is the mean over the whole batch
             rows = list(range(rank, len(batch[0]), size))
-            tokens = (batch[2] != -100).sum(1)
-            weight = size * tokens[rows].sum().item() / tokens.sum().item()
+            tokens = recipe.supervised(batch)
+            weight = size * tokens[rows].sum().item() / max(tokens.sum().item(), 1)
             batch = [x[rows or [0]].to(accelerator.device) for x in batch]
             with accelerator.accumulate(model):
-                decoder_inputs = trainer.unwrapped.decoder_inputs(batch[2])
-                loss = compute_loss(model, batch, trainer.config, decoder_inputs) * weight
+                loss = recipe.loss(model, trainer.unwrapped, batch) * weight
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
@@ -210,18 +253,19 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
         mean_loss = total / steps_per_epoch
         record = {"epoch": epoch + 1, "loss": round(mean_loss, 6)}
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            scores = {which: validate(trainer.weights(which).eval(), trainer.validation, trainer.config, rank, size)
-                      for which in trainer.candidates}
+            results = {which: recipe.validate(trainer.weights(which).eval(), trainer.validation, rank, size)
+                       for which in trainer.candidates}
+            scores = {which: score for which, (score, _) in results.items()}
             which = max(scores, key=lambda k: (scores[k], k == "ema"))
             improved = state.best is None or scores[which] > state.best["val_score"]
             if improved:
-                state.best = {"epoch": epoch + 1, "val_score": scores[which], "weights": which}
+                state.best = {"epoch": epoch + 1, "val_score": scores[which], "weights": which, **results[which][1]}
                 state.stale = 0
             else:
                 state.stale += 1
             record.update({f"val_{k}": round(v, 6) for k, v in scores.items()})
             state.history.append(record)
-            yield Evaluation(epoch + 1, mean_loss, scores, improved)
+            yield Evaluation(epoch + 1, mean_loss, scores, improved, dict(state.best))
             if t.patience and state.stale >= t.patience:
                 state.stopped_early = True
         else:
@@ -257,24 +301,73 @@ def _recover(target: Path) -> None:
         old.rename(target)
 
 
-def _save_model(model: CopyGenerator, path: Path, config: GenerateConfig) -> None:
+def _save_model(model, path: Path, config: GeneratorConfig) -> None:
     model.save(path)
     dump_config(config, path / CONFIG)
 
 
-def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path) -> dict:
+def recipe_for(config: GeneratorConfig):
+    """The recipe of the generator kind a config names."""
+    if isinstance(config, EditConfig):
+        from spaces.generate.editor import EditRecipe
+
+        return EditRecipe(config)
+    return Seq2SeqRecipe(config)
+
+
+def split_records(records: list[ExtractedRecord], share: float, seed: int
+                  ) -> tuple[list[ExtractedRecord], list[ExtractedRecord]]:
+    """(train, validation): a seeded share of the records held out, each side in input order."""
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = min(len(records) - 1, max(1, round(len(records) * share))) if share > 0 else 0
+    return [records[i] for i in sorted(order[n_val:])], [records[i] for i in sorted(order[:n_val])]
+
+
+@dataclass
+class Run:
+    """A prepared training run: the trainer, and where it saves."""
+
+    trainer: Trainer
+    output_dir: Path
+    records: list[ExtractedRecord]
+    train_records: list[ExtractedRecord]
+
+    @property
+    def accelerator(self):
+        return self.trainer.accelerator
+
+    def save_checkpoint(self) -> None:
+        """Every process saves its part (accelerate keeps per-process RNG states) into one new dir."""
+        accelerator, checkpoint = self.accelerator, self.output_dir / "checkpoint"
+        tmp = _partial(checkpoint)
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp), safe_serialization=False)  # tied embeddings
+        if accelerator.is_main_process:
+            self.trainer.unwrapped.save_skeleton(tmp / SKELETON)
+            self.trainer.state.save(tmp / STATE)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _swap_in(checkpoint)
+        accelerator.wait_for_everyone()
+
+    def save_model(self, which: str, name: str) -> None:
+        if self.accelerator.is_main_process:
+            _replace_dir(lambda p: _save_model(self.trainer.weights(which), p, self.trainer.config),
+                         self.output_dir / name)
+
+
+def prepare(recipe, config: GeneratorConfig, input: Path | str, output_dir: Path) -> Run:
+    """Split the records, build the model (or rebuild it from ``checkpoint/`` when resuming the same run), and
+    prepare model, optimizer, schedule and EMA with accelerate."""
     from accelerate import Accelerator
     from torch.optim.swa_utils import AveragedModel
     from transformers import get_scheduler
 
     t = config.train
-    start_time = time.perf_counter()
     records = read_training_records(input)
-    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(t.seed)).tolist()
-    n_val = min(len(records) - 1, max(1, round(len(records) * t.validation))) if t.validation > 0 else 0
-    val_records = [records[i] for i in sorted(order[:n_val])]
-    train_records = [records[i] for i in sorted(order[n_val:])]
-
+    train_records, val_records = split_records(records, t.validation, t.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "checkpoint"
     for d in (checkpoint, output_dir / "model-best", output_dir / "model-last"):
@@ -287,19 +380,18 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
         if state.run != run:
             raise SpacesError("its checkpoint/ was written for other data or other settings; remove the dir (or "
                               "choose another --output-dir) to train anew", str(output_dir))
-        model = CopyGenerator.skeleton(checkpoint / SKELETON)
+        model = recipe.skeleton(checkpoint / SKELETON)
     else:
-        texts = [r.reference for r in train_records] + [r.extract for r in train_records]
-        texts += [r.oracle_extract for r in train_records if r.oracle_extract]
-        model = build_generator(config.model, texts)
+        model = recipe.build(train_records)
         state = TrainState(run=run)
-    if config.model.dropout is not None:
+    if getattr(config.model, "dropout", None) is not None:
         set_dropout(model, config.model.dropout)
-    examples = make_examples(train_records, model.codec, config)
+    examples = recipe.examples(model, train_records)
 
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
                               mixed_precision=t.mixed_precision, cpu=not torch.cuda.is_available())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=t.learning_rate, weight_decay=t.weight_decay)
     steps = t.epochs * -(-len(examples) // (t.batch_size * t.gradient_accumulation_steps))
     scheduler = get_scheduler(t.scheduler, optimizer, num_warmup_steps=round(t.warmup * steps),
                               num_training_steps=steps)
@@ -309,63 +401,63 @@ def train_generator(config: GenerateConfig, input: Path | str, output_dir: Path)
     accelerator.register_for_checkpointing(scheduler, ema)
     if resuming:
         accelerator.load_state(str(checkpoint))
-    trainer = Trainer(config, accelerator, prepared, unwrapped, optimizer, scheduler, ema, examples, val_records,
-                      state)
+    trainer = Trainer(recipe, config, accelerator, prepared, unwrapped, optimizer, scheduler, ema, examples,
+                      val_records, state)
+    return Run(trainer, output_dir, records, train_records)
 
-    def save_checkpoint() -> None:
-        """Every process saves its part (accelerate keeps per-process RNG states) into one new dir."""
-        tmp = _partial(checkpoint)
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp), safe_serialization=False)  # tied embeddings
-        if accelerator.is_main_process:
-            unwrapped.save_skeleton(tmp / SKELETON)
-            state.save(tmp / STATE)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            _swap_in(checkpoint)
-        accelerator.wait_for_everyone()
 
-    steps_per_epoch = -(-len(examples) // t.batch_size)
-    with progress(None, (t.epochs - state.epoch) * steps_per_epoch, "train generator", unit="step") as bar:
+def finish(run: Run, input: Path | str, seconds: float) -> dict:
+    """The card (the same in the dir, ``model-best/`` and ``model-last/``): the split, the best validation
+    beside the extract's, the history and the recipe's account of its model."""
+    trainer, accelerator = run.trainer, run.accelerator
+    state, config = trainer.state, trainer.config
+    extract = extract_baseline(trainer.validation, config)
+    generator = state.best["val_score"] if state.best else 0.0
+    fields = {
+        **trainer.recipe.describe(trainer.unwrapped, run.train_records),
+        "split": {"train": len(run.train_records), "validation": len(trainer.validation)},
+        "best": state.best,
+        "validation": {"generator": generator, "extract": extract, "generator_beats_extract": generator > extract},
+        "stopped_early": state.stopped_early,
+        "history": state.history,
+        "seconds": round(seconds, 1),
+    }
+    card = {"data": {"records": len(run.records)}, **fields}
+    if accelerator.is_main_process:
+        dump_config(config, run.output_dir / CONFIG)
+        card = write_card(run.output_dir, KIND, input, len(run.records), **fields)
+        for name in ("model-best", "model-last"):
+            if (run.output_dir / name).is_dir():
+                write_card(run.output_dir / name, KIND, input, len(run.records), **fields)
+    accelerator.wait_for_everyone()
+    return card
+
+
+def train_generator(config: GeneratorConfig, input: Path | str, output_dir: Path) -> dict:
+    """Train a generator of the kind the config names (seq2seq or edit) and return its card.
+
+    ``model-best/`` is replaced at each validation that improves, ``model-last/`` and ``checkpoint/`` after each
+    epoch, each atomically; rerunning after a kill resumes from ``checkpoint/``. The loop and the saving around
+    it are the same for every kind; the recipe supplies the rest.
+    """
+    start_time = time.perf_counter()
+    run = prepare(recipe_for(config), config, input, output_dir)
+    trainer, t = run.trainer, config.train
+    steps_per_epoch = -(-len(trainer.examples) // t.batch_size)
+    label = "train editor" if isinstance(config, EditConfig) else "train generator"
+    with progress(None, (t.epochs - trainer.state.epoch) * steps_per_epoch, label, unit="step") as bar:
         for event in train_while_improving(trainer):
             if isinstance(event, Step):
                 bar.update()
                 bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}")
             elif isinstance(event, Evaluation):
-                best = state.best
+                best = event.best
                 bar.write(f"epoch {event.epoch}: loss {event.loss:.3f}; validation CAIL "
                           + ", ".join(f"{k} {v:.4f}" for k, v in event.scores.items())
                           + f"; best {best['val_score']:.4f} ({best['weights']}, epoch {best['epoch']})")
-                if event.improved and accelerator.is_main_process:
-                    _replace_dir(lambda p: _save_model(trainer.weights(best["weights"]), p, config),
-                                 output_dir / "model-best")
+                if event.improved:
+                    run.save_model(best["weights"], "model-best")
             elif isinstance(event, EpochEnd):
-                if accelerator.is_main_process:
-                    _replace_dir(lambda p: _save_model(trainer.weights(trainer.candidates[0]), p, config),
-                                 output_dir / "model-last")
-                save_checkpoint()
-
-    extract = extract_baseline(val_records, config)
-    generator = state.best["val_score"] if state.best else 0.0
-    fields = {
-        "model": {"name_or_path": config.model.name_or_path, "family": unwrapped.config.model_type,
-                  "vocab": len(unwrapped.tokenizer), "eos_id": unwrapped.eos_id, "pad_id": unwrapped.pad_id,
-                  "parameters": sum(p.numel() for p in unwrapped.parameters())},
-        "split": {"train": len(train_records), "validation": len(val_records)},
-        "best": state.best,
-        "validation": {"generator": generator, "extract": extract, "generator_beats_extract": generator > extract},
-        "stopped_early": state.stopped_early,
-        "history": state.history,
-        "seconds": round(time.perf_counter() - start_time, 1),
-    }
-    card = {"data": {"records": len(records)}, **fields}
-    if accelerator.is_main_process:
-        dump_config(config, output_dir / CONFIG)
-        card = write_card(output_dir, KIND, input, len(records), **fields)
-        for name in ("model-best", "model-last"):
-            if (output_dir / name).is_dir():
-                write_card(output_dir / name, KIND, input, len(records), **fields)
-    accelerator.wait_for_everyone()
-    return card
+                run.save_model(trainer.candidates[0], "model-last")
+                run.save_checkpoint()
+    return finish(run, input, time.perf_counter() - start_time)

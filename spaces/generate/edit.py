@@ -1,0 +1,212 @@
+"""Edits that turn an extract into a summary (LaserTagger, Malmi et al. 2019): each unit of the extract is kept
+or deleted, and a phrase from a small vocabulary may be inserted before it.
+
+Labels come from one LCS alignment of the extract's and the reference's characters (``copy.lcs_alignment``,
+the alignment the copy labels use): a unit is kept when most of its characters lie on it, and the reference
+text between two kept units is the phrase inserted before the second. The phrase vocabulary is the most
+frequent of those insertions that hold no digit, numeral, 第 or 《》, so every number and citation an edited
+summary holds is source text. Realization keeps number and citation spans whole and closes up (puts the
+source text back into) any join that would still make a number or citation the extract does not have.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from spaces.citations import citation_spans, citations
+from spaces.generate.copy import lcs_alignment
+from spaces.numbers import CHINESE_NUMERALS, number_spans, numbers
+
+NOT_IN_PHRASES = frozenset("0123456789０１２３４５６７８９" + CHINESE_NUMERALS + "第《》〈〉")
+PUNCTUATION = "。；：，、,;:"
+_STRENGTH = {c: i for i, c in enumerate("、,，;；:：。")}  # of two marks meeting at a join, the stronger stays
+_TITLE = re.compile(r"《[^《》]*》")
+
+Span = tuple[int, int]
+
+
+@dataclass
+class EditTags:
+    """One decision per unit: keep it, and the phrase inserted before it ("" for none)."""
+
+    keep: list[bool]
+    insert: list[str]
+
+
+def unit_spans(text: str, starts: Sequence[int]) -> list[Span]:
+    """Units tiling ``text``, one per (ascending, distinct) token start: each runs to the next one's start, the
+    first from 0."""
+    bounds = [0, *starts[1:]] if starts else []
+    return list(zip(bounds, [*bounds[1:], len(text)]))
+
+
+def alignment_tags(text: str, spans: Sequence[Span], reference: str) -> EditTags:
+    """The tags that turn ``text`` into ``reference`` as closely as its units allow."""
+    codes: dict[str, int] = {}
+    pairs = lcs_alignment([codes.setdefault(c, len(codes)) for c in text],
+                          [codes.setdefault(c, len(codes)) for c in reference])
+    target = dict(pairs)
+    keep, insert, last = [], [], -1
+    for a, b in spans:
+        matched = [target[i] for i in range(a, b) if i in target]
+        kept = 2 * len(matched) > b - a
+        keep.append(kept)
+        insert.append(reference[last + 1:matched[0]] if kept else "")
+        if kept:
+            last = matched[-1]
+    return EditTags(keep, insert)
+
+
+def allowed_phrase(phrase: str, max_chars: int) -> bool:
+    return 0 < len(phrase) <= max_chars and not NOT_IN_PHRASES.intersection(phrase)
+
+
+def mine_phrases(tags: Sequence[EditTags], size: int, max_chars: int) -> list[tuple[str, int]]:
+    """The ``size`` most frequent allowed insertions seen at least twice, with their counts (ties by first
+    appearance): a phrase seen once is one summary's wording, not an edit."""
+    counts = Counter(p for t in tags for p in t.insert if allowed_phrase(p, max_chars))
+    return [(p, n) for p, n in counts.most_common(size) if n >= 2]
+
+
+def _protected(text: str) -> tuple[list[Span], list[Span]]:
+    """Spans that stay whole (numbers, citations, titles) and stray title marks that never stay."""
+    whole = [(s, e) for s, e, _ in number_spans(text)] + [(s, e) for s, e, _ in citation_spans(text)]
+    titles = [m.span() for m in _TITLE.finditer(text)]
+    whole += titles
+    stray = [(i, i + 1) for i, c in enumerate(text) if c in "《》" and not any(s <= i < e for s, e in titles)]
+    return whole, stray
+
+
+def _groups(text: str, spans: Sequence[Span]) -> tuple[list[list[int]], set[int]]:
+    """Runs of units that are kept or deleted together (a protected span inside or across them), and the units
+    that hold a stray title mark."""
+    whole, stray = _protected(text)
+    joined = [False] * len(spans)  # unit i joined to unit i - 1
+    for s, e in whole:
+        inside = [i for i, (a, b) in enumerate(spans) if a < e and s < b]
+        for i in inside[1:]:
+            joined[i] = True
+    groups: list[list[int]] = []
+    for i in range(len(spans)):
+        if joined[i] and groups:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    banned = {i for i, (a, b) in enumerate(spans) if any(a < e and s < b for s, e in stray)}
+    return groups, banned
+
+
+@dataclass
+class _Piece:
+    start: int  # a source piece: text[start:end]; a phrase: where in the source it goes in
+    end: int
+    phrase: str = ""
+
+    def text(self, source: str) -> str:
+        return self.phrase or source[self.start:self.end]
+
+
+def _pieces(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]) -> list[_Piece]:
+    groups, banned = _groups(text, spans)
+    pieces: list[_Piece] = []
+    for group in groups:
+        first = group[0]
+        if insert[first]:
+            pieces.append(_Piece(spans[first][0], spans[first][0], insert[first]))
+        kept = 2 * sum(keep[i] for i in group) >= len(group) and not banned.intersection(group)
+        if not kept:
+            continue
+        a, b = spans[group[0]][0], spans[group[-1]][1]
+        if pieces and not pieces[-1].phrase and pieces[-1].end == a:
+            pieces[-1].end = b
+        else:
+            pieces.append(_Piece(a, b))
+    return pieces
+
+
+def _compose(pieces: list[_Piece], source: str) -> tuple[str, list[int]]:
+    """The summary, and where in it each piece after the first begins (its join with the one before)."""
+    out, joins = "", []
+    for n, piece in enumerate(pieces):
+        part = piece.text(source)
+        if n:
+            joins.append(len(out))
+        if not out:
+            part = part.lstrip(PUNCTUATION + " \u3000")
+        while out and part and out[-1] in _STRENGTH and part[0] in _STRENGTH:
+            if _STRENGTH[part[0]] > _STRENGTH[out[-1]]:
+                out = out[:-1]
+            else:
+                part = part[1:]
+        out += part
+    out = out.rstrip(PUNCTUATION + " \u3000")
+    return (out + "。" if out else out), joins
+
+
+def _invented(summary: str, source: str) -> list[Span]:
+    """Spans of the summary holding a number or a citation the source does not."""
+    known_numbers, known_citations = set(numbers(source)), citations(source)
+    bad = [(s, e) for s, e, v in number_spans(summary) if v not in known_numbers]
+    bad += [(s, e) for s, e, c in citation_spans(summary) if not c.found_in(known_citations)]
+    return bad
+
+
+def _close_up(pieces: list[_Piece], n: int) -> list[_Piece]:
+    """Undo the join before piece ``n``: a phrase there goes, and source pieces meeting there take back the
+    source text between them."""
+    pieces = list(pieces)
+    if pieces[n].phrase:
+        del pieces[n]
+    elif pieces[n - 1].phrase:
+        del pieces[n - 1]
+        n -= 1
+    else:
+        pieces[n - 1:n + 1] = [_Piece(pieces[n - 1].start, pieces[n].end)]
+        return pieces
+    if 0 < n < len(pieces) and not pieces[n].phrase and not pieces[n - 1].phrase:
+        pieces[n - 1:n + 1] = [_Piece(pieces[n - 1].start, pieces[n].end)]
+    return pieces
+
+
+def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]) -> list[_Piece]:
+    pieces = _pieces(text, spans, keep, insert)
+    while True:
+        summary, joins = _compose(pieces, text)
+        bad = _invented(summary, text)
+        if not bad or not joins:
+            return pieces
+        at = [k for k, j in enumerate(joins) if any(s <= j <= e for s, e in bad)]
+        nearest = min(range(len(joins)), key=lambda k: min(abs(joins[k] - s) for s, _ in bad))
+        for k in sorted(at or [nearest], reverse=True):
+            pieces = _close_up(pieces, k + 1)
+
+
+def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]) -> str:
+    """The edited summary: kept units in order with their phrases, punctuation tidied at each join (no leading
+    or doubled marks, one final 。), and no number or citation the extract does not hold."""
+    return _compose(_plan(text, spans, keep, insert), text)[0]
+
+
+def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]
+               ) -> list[tuple[str, str]]:
+    """The extract with the summary's edits in place, for a reviewer: ("keep" | "delete" | "insert", text) runs."""
+    marks: list[tuple[str, str]] = []
+
+    def mark(kind: str, part: str) -> None:
+        if part:
+            marks.append((kind, marks.pop()[1] + part) if marks and marks[-1][0] == kind else (kind, part))
+
+    at = 0
+    for piece in _plan(text, spans, keep, insert):
+        mark("delete", text[at:piece.start])
+        at = max(at, piece.start)
+        if piece.phrase:
+            mark("insert", piece.phrase)
+            continue
+        mark("keep", text[piece.start:piece.end])
+        at = piece.end
+    mark("delete", text[at:])
+    return marks

@@ -1,0 +1,269 @@
+"""The editor: edit tags from an alignment, the phrase vocabulary, realization and its faithfulness, the model."""
+
+import json
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from tests.conftest import JUDGMENTS, document_text, edit_tiny, read_jsonl
+from spaces.citations import citations
+from spaces.cli import app
+from spaces.config import EditConfig, load_generator_config
+from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, edit_marks,
+                                  mine_phrases, realize, unit_spans)
+from spaces.numbers import numbers
+from spaces.records import ExtractedRecord
+
+runner = CliRunner()
+CONFIG = "configs/edit.yaml"
+PLAIN = "原告被告借款合同纠纷一案本院认为判决如下支付利息驳回其他诉讼请求向法院起诉称"
+
+
+def chars(text):
+    return unit_spans(text, list(range(len(text))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=PLAIN, min_size=1, max_size=40), st.data())
+def test_tags_from_an_alignment_reproduce_the_reference_when_its_insertions_are_in_the_vocabulary(text, data):
+    """A reference made of the extract's text with deletions and insertions (ending, as a CAIL summary does, on
+    the extract's final 。) is what its alignment's tags give back, character for character."""
+    text += "。"
+    keep = data.draw(st.lists(st.booleans(), min_size=len(text) - 1, max_size=len(text) - 1))
+    added = data.draw(st.lists(st.text(alphabet="甲乙丙丁", max_size=3), min_size=len(text), max_size=len(text)))
+    reference = "".join(a + (c if k else "") for a, c, k in zip(added, text, keep)) + "。"
+    reference = reference.lstrip("。") or "甲。"
+    spans = chars(text)
+    tags = alignment_tags(text, spans, reference)
+    assert realize(text, spans, tags.keep, tags.insert) == reference
+
+
+def test_tags_by_hand():
+    text = "原告张三诉被告李四借款合同纠纷一案，判决如下：驳回原告诉讼请求。"
+    reference = "原告与被告借款合同纠纷一案。判决：驳回原告诉讼请求。"
+    tags = alignment_tags(text, chars(text), reference)
+    assert "".join(c for c, k in zip(text, tags.keep) if not k) == "张三诉李四，如下"
+    assert [p for p in tags.insert if p] == ["与", "。"]
+    assert realize(text, chars(text), tags.keep, tags.insert) == reference
+
+
+def test_units_of_several_characters_are_kept_by_the_majority_of_their_characters():
+    text = "原告张三诉被告李四"
+    tags = alignment_tags(text, unit_spans(text, [0, 2, 4, 5, 7]), "原告诉被告")  # 原告|张三|诉|被告|李四
+    assert tags.keep == [True, False, True, True, False]
+
+
+def test_the_phrase_vocabulary_holds_no_number_and_no_statute_and_only_repeated_insertions():
+    from spaces.generate.edit import EditTags
+
+    inserts = ["被告辩称", "被告辩称", "经查明", "经查明", "五万元", "五万元", "第三条", "第三条", "《合同法》",
+               "《合同法》", "2019年", "2019年", "依照", "只一次"]
+    vocab = dict(mine_phrases([EditTags([True] * len(inserts), inserts)], 10, 8))
+    assert vocab == {"被告辩称": 2, "经查明": 2}
+    assert all(not NOT_IN_PHRASES.intersection(p) for p in vocab)
+    assert not allowed_phrase("两千", 8) and not allowed_phrase("〈民法典〉", 8) and allowed_phrase("依照", 8)
+
+
+FRAGMENTS = ["被告于2019年6月1日借款50000元", "利率1.5%", "五万元", "依照《中华人民共和国合同法》第二百零六条、第二百零七条",
+             "《民法典》第六百七十五条", "判决如下：", "被告偿还借款二万五千元，", "本院认为，", "第一项", "共计46,677.20元。",
+             "第", "条", "一案", "、", "，", "。", "：", "元", "十", "3", "《", "》", "年"]
+PHRASES = ["", "", "", "和", "、", "及", "，", "被告辩称", "元", "条", "年", "的", "以及"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=10), st.data())
+@example(["共计46,677.20元。"], None)
+def test_random_tags_on_random_extracts_never_invent_a_number_or_a_citation(fragments, data):
+    """Whatever the model tags: every number (by value) and citation of the summary is one the extract holds; no
+    leading or doubled punctuation at a join, and one final 。."""
+    text = "".join(fragments)
+    if data is None:
+        cuts, keep, insert = list(range(len(text))), [i % 3 != 1 for i in range(len(text))], [""] * len(text)
+    else:
+        cuts = sorted(set(data.draw(st.lists(st.integers(0, len(text) - 1), min_size=1, max_size=len(text)))))
+        keep = data.draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts)))
+        insert = data.draw(st.lists(st.sampled_from(PHRASES), min_size=len(cuts), max_size=len(cuts)))
+    spans = unit_spans(text, cuts)
+    summary = realize(text, spans, keep, insert)
+    assert set(numbers(summary)) <= set(numbers(text)), (summary, text)
+    known = citations(text)
+    assert all(c.found_in(known) for c in citations(summary)), (summary, text)
+    if summary:
+        assert summary[0] not in PUNCTUATION and summary.endswith("。") and summary[-2:-1] not in PUNCTUATION
+
+
+def test_a_deletion_that_would_join_two_numbers_puts_the_text_between_back():
+    text = "被告于2019年借款3万元。"
+    spans = chars(text)
+    keep = [c not in "年借款" for c in text]  # 2019 + 3万: would read 20193万
+    summary = realize(text, spans, keep, [""] * len(spans))
+    assert set(numbers(summary)) <= set(numbers(text)) and "2019" in summary
+    # a number is kept or deleted whole: half of 2019 never stays
+    keep = [i not in (6, 7) for i in range(len(text))]
+    assert "20" not in realize(text, spans, keep, [""] * len(spans)).replace("2019", "")
+
+
+def test_edit_marks_show_every_deletion_and_insertion_in_place():
+    text = "原告张三诉被告李四纠纷一案，"
+    spans = chars(text)
+    keep = [c not in "张三诉李四" for c in text]
+    insert = [""] * len(text)
+    insert[text.index("被")] = "与"
+    marks = edit_marks(text, spans, keep, insert)
+    assert marks == [("keep", "原告"), ("delete", "张三诉"), ("insert", "与"), ("keep", "被告"), ("delete", "李四"),
+                     ("keep", "纠纷一案，")]
+    assert "".join(t for k, t in marks if k != "insert") == text
+
+
+# ---- the model ----------------------------------------------------------------------------------------------
+
+
+def record(doc_id, extract, reference, oracle=None):
+    return ExtractedRecord(id=doc_id, sentences=[extract], scores=[1.0], selected=[0], extract=extract,
+                           reference=reference, oracle_extract=oracle)
+
+
+def fixture_records(n=3, chars_=150):
+    return [record(r["id"], document_text(r).replace("\n", "")[:chars_], r["summary"][:60])
+            for r in read_jsonl(JUDGMENTS)[:n]]
+
+
+def edit_config(encoder, **model):
+    return EditConfig.model_validate({"model": {"name_or_path": str(encoder), "layers": None, "max_length": 64,
+                                                "freeze_embeddings": False, **model},
+                                      "edit": {"phrases": 16}, "train": {"oracle_mix": 0.0}})
+
+
+def test_a_long_extract_is_cut_into_windows_at_clause_boundaries_and_nothing_is_lost(tiny_bert):
+    from spaces.generate.editor import EditRecipe
+
+    text = "".join(document_text(r).replace("\n", "") for r in read_jsonl(JUDGMENTS))
+    model = EditRecipe(edit_config(tiny_bert)).build([record("a", text[:200], "原告与被告纠纷一案。")])
+    windows = model.windows(text)
+    assert len(windows) > 3 and all(len(w.ids) <= 64 for w in windows)
+    units = [u for w in windows for u in w.units]
+    assert "".join(text[a:b] for a, b in units) == text  # the units tile the extract
+    ends = {a for w in windows[1:] for a in [w.units[0][0]]}
+    assert all(text[e - 1] in "。；：，" for e in ends)  # each window starts a clause
+
+
+def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_bert, tmp_path):
+    from spaces.generate.editor import EditRecipe, Editor, tag_records, window_tags
+
+    records = fixture_records()
+    recipe = EditRecipe(edit_config(tiny_bert))
+    torch.manual_seed(0)
+    model = recipe.build(records)
+    examples = recipe.examples(model, records)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = recipe.collate(model, examples, torch.Generator().manual_seed(0))
+    model.train()
+    for _ in range(300):
+        loss = recipe.loss(model, model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    for r, tagged in zip(records, tag_records(model, records)):
+        windows = model.windows(r.extract)
+        tags = [t for w in window_tags(windows, r.extract, r.reference) for t in zip(w.keep, w.insert)]
+        best = realize(r.extract, tagged.units, [k for k, _ in tags],
+                       [p if p in model.phrases else "" for _, p in tags])
+        assert tagged.summary(0.5) == best  # the references as closely as the tags and phrases can reach them
+    model.save(tmp_path / "editor")
+    loaded = Editor.load(tmp_path / "editor")
+    ids, mask = batch[0], batch[1]
+    with torch.no_grad():
+        for a, b in zip(model(ids, mask), loaded(ids, mask)):
+            assert torch.equal(a, b)
+    assert loaded.phrases == model.phrases and float(loaded.keep_threshold) == float(model.keep_threshold)
+
+
+def extracted_file(path, n=4):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in read_jsonl(JUDGMENTS)[:n]:
+            text = document_text(r).replace("\n", "")
+            rec = ExtractedRecord(id=r["id"], sentences=[text[:150], text[-150:]], scores=[0.9, 0.1], selected=[0],
+                                  extract=text[:150], labels=[1], oracle_extract=text[-150:],
+                                  reference=r["summary"][:80])
+            f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+    return path
+
+
+def test_the_editor_trains_and_predicts_through_the_generate_commands(tiny_bert, tmp_path):
+    data = extracted_file(tmp_path / "x.jsonl")
+    out = tmp_path / "editor"
+    result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(data), "-o", str(out),
+                                 *edit_tiny(tiny_bert)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model-best" / "card.json").read_text())
+    assert card["kind"] == "spaces-generator" and card["model"]["kind"] == "edit"
+    assert set(card["validation"]) == {"generator", "extract", "generator_beats_extract"}
+    assert card["best"]["keep_threshold"] in (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    assert {"size", "top", "coverage"} <= set(card["phrases"]) and 0 <= card["phrases"]["coverage"] <= 1
+    assert isinstance(load_generator_config(out / "model-best" / "config.yaml"), EditConfig)
+    summaries = tmp_path / "s.jsonl"
+    result = runner.invoke(app, ["generate", "predict", "-m", str(out / "model-best"), "-i", str(data),
+                                 "-o", str(summaries)])
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(summaries)
+    extracts = {r["id"]: r["extract"] for r in read_jsonl(data)}
+    assert len(rows) == 4 and all(r["source"] == "generator" and r["edits"] for r in rows)
+    for r in rows:  # the marks are the extract, edited: its deletions and the phrases put in
+        assert "".join(t for k, t in r["edits"] if k != "insert") == extracts[r["id"]]
+    result = runner.invoke(app, ["generate", "predict", "-m", str(out / "model-best"), "-i", str(data),
+                                 "-o", str(tmp_path / "t.jsonl"), "--decode.keep_threshold", "0.99"])
+    assert result.exit_code == 0, result.output
+    assert sum(len(r["summary"]) for r in read_jsonl(tmp_path / "t.jsonl")) < sum(len(r["summary"]) for r in rows)
+
+
+def test_an_editor_config_error_names_every_key_at_once(tmp_path):
+    result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(tmp_path / "x.jsonl"), "-o",
+                                 str(tmp_path / "o"), "--edit.phrases", "-1", "--model.layers", "x",
+                                 "--decode.num_beams", "3"])
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "3 config errors" in line and "--edit.phrases" in line and "--model.layers" in line
+    assert "--decode.num_beams: unknown config key" in line
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_a_keep_threshold_outside_0_1_is_refused(threshold):
+    with pytest.raises(Exception):
+        EditConfig.model_validate({"decode": {"keep_threshold": threshold}})
+
+
+def test_summarize_and_the_api_print_the_editors_summary_as_the_stages_do_and_auto_follows_its_card(tiny_bert,
+                                                                                                      tmp_path):
+    from tests.conftest import JUDGMENTS, USER_DICT
+
+    from spaces import Summarizer
+
+    extractor, editor = tmp_path / "extractor", tmp_path / "editor"
+    result = runner.invoke(app, ["extract", "train", "-i", str(JUDGMENTS), "-o", str(extractor),
+                                 "--model.name_or_path", str(tiny_bert), "--train.folds", "2", "--train.epochs", "1",
+                                 "--data.user_dict", str(USER_DICT)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(extractor / "oof.jsonl"), "-o",
+                                 str(editor), *edit_tiny(tiny_bert), "--train.epochs", "1"])
+    assert result.exit_code == 0, result.output
+    best = editor / "model-best"
+    summaries = tmp_path / "summarized.jsonl"
+    result = runner.invoke(app, ["summarize", "--extractor", str(extractor), "--generator", str(best),
+                                 "--use-generator", "always", "--input", str(JUDGMENTS), "--output", str(summaries)])
+    assert result.exit_code == 0, result.output
+    extracted, edited = tmp_path / "extracted.jsonl", tmp_path / "edited.jsonl"
+    assert runner.invoke(app, ["extract", "predict", "-m", str(extractor), "-i", str(JUDGMENTS), "-o",
+                               str(extracted)]).exit_code == 0
+    assert runner.invoke(app, ["generate", "predict", "-m", str(best), "-i", str(extracted), "-o",
+                               str(edited)]).exit_code == 0
+    by_stages = {r["id"]: (r["summary"], r["edits"]) for r in read_jsonl(edited)}
+    assert {r["id"]: (r["summary"], r["edits"]) for r in read_jsonl(summaries)} == by_stages
+    first = read_jsonl(JUDGMENTS)[0]
+    assert Summarizer.load(extractor, best, use_generator="always")(document_text(first)) == by_stages[first["id"]][0]
+    card = json.loads((best / "card.json").read_text())
+    auto = Summarizer.load(extractor, best)
+    assert auto.use_generator == card["validation"]["generator_beats_extract"] and "validation CAIL" in auto.reason
