@@ -87,7 +87,8 @@ def generator() -> str | None:
              f"{best.get('epoch')} ({best.get('weights')} weights), validation CAIL {v['generator']:.4f} against the "
              f"extract's {v['extract']:.4f}" + (" — so `summarize` prints the generator's summaries." if
                                                 v["generator_beats_extract"] else
-                                                " — so `summarize` (auto) prints the extract."), "",
+                                                " — so `summarize` (auto) would print the extract, not this "
+                                                "generator's summaries."), "",
              *history(card)]
     return "\n".join(lines)
 

@@ -272,11 +272,13 @@ def generate_predict(
     config: ConfigOpt = None,
     allow_empty: AllowEmpty = False,
 ) -> None:
-    """Rewrite each extract into a summary: `{id, summary, source}`.
+    """Rewrite each extract into a summary: `{id, summary, source}` (the editor's also carry `edits`).
 
-    Batched beam search over the KV cache with the copy constraint (`decode.copy_constraint`) and
-    sparse top-k (`decode.top_k`). The model dir's own config.yaml is used unless `--config` is given;
-    overrides apply on top. A rerun after an interruption resumes from OUTPUT.partial.
+    The seq2seq generator: batched beam search over the KV cache with the copy constraint
+    (`decode.copy_constraint`) and sparse top-k (`decode.top_k`). The editor: one encoder pass per window,
+    units kept where p(keep) beats the threshold calibrated on validation (`--decode.keep_threshold` to
+    override). The model dir's own config.yaml is used unless `--config` is given; overrides apply on top.
+    A rerun after an interruption resumes from OUTPUT.partial.
     """
     from spaces.generate.predict import generator_config, predict_summaries
 

@@ -106,6 +106,18 @@ def test_a_deletion_that_would_join_two_numbers_puts_the_text_between_back():
     assert "20" not in realize(text, spans, keep, [""] * len(spans)).replace("2019", "")
 
 
+def test_a_number_goes_with_its_unit_and_its_di():
+    text = "被告支付原告3日的工资，依照第三条规定。"
+    spans = chars(text)
+    gone = realize(text, spans, [c not in "3三" for c in text[:6]] + [False] * 2 + [c not in "3三" for c in text[8:]],
+                   [""] * len(spans))
+    assert "原告的工资" in gone  # 3 and 日 go together, never 原告日的工资
+    half = [c not in "三" for c in text]  # 第 and 条 kept, 三 deleted: the group of three is kept by its majority
+    assert "第三条" in realize(text, spans, half, [""] * len(spans))
+    first = [c not in "第三" for c in text]
+    assert "依照规定" in realize(text, spans, first, [""] * len(spans))  # no 条 left behind
+
+
 def test_edit_marks_show_every_deletion_and_insertion_in_place():
     text = "原告张三诉被告李四纠纷一案，"
     spans = chars(text)

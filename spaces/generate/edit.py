@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 from spaces.citations import citation_spans, citations
 from spaces.generate.copy import lcs_alignment
-from spaces.numbers import CHINESE_NUMERALS, number_spans, numbers
+from spaces.numbers import CHINESE_NUMERALS, UNITS, number_spans, numbers
 
 NOT_IN_PHRASES = frozenset("0123456789０１２３４５６７８９" + CHINESE_NUMERALS + "第《》〈〉")
 PUNCTUATION = "。；：，、,;:"
 _STRENGTH = {c: i for i, c in enumerate("、,，;；:：。")}  # of two marks meeting at a join, the stronger stays
 _TITLE = re.compile(r"《[^《》]*》")
+_UNIT = re.compile(f"\\s*(?:{UNITS})")
 
 Span = tuple[int, int]
 
@@ -71,9 +72,17 @@ def mine_phrases(tags: Sequence[EditTags], size: int, max_chars: int) -> list[tu
     return [(p, n) for p, n in counts.most_common(size) if n >= 2]
 
 
+def _with_unit(text: str, start: int, end: int) -> Span:
+    """A number with its 第 before it and its unit after it (第三条, 3日): deleting the number alone would leave
+    its unit behind (被告支付原告日的工资)."""
+    unit = _UNIT.match(text, end)
+    return (start - 1 if start and text[start - 1] == "第" else start), (unit.end() if unit else end)
+
+
 def _protected(text: str) -> tuple[list[Span], list[Span]]:
-    """Spans that stay whole (numbers, citations, titles) and stray title marks that never stay."""
-    whole = [(s, e) for s, e, _ in number_spans(text)] + [(s, e) for s, e, _ in citation_spans(text)]
+    """Spans that stay whole (numbers with their units, citations, titles) and stray title marks that never
+    stay."""
+    whole = [_with_unit(text, s, e) for s, e, _ in number_spans(text)] + [(s, e) for s, e, _ in citation_spans(text)]
     titles = [m.span() for m in _TITLE.finditer(text)]
     whole += titles
     stray = [(i, i + 1) for i, c in enumerate(text) if c in "《》" and not any(s <= i < e for s, e in titles)]
