@@ -396,8 +396,3 @@ def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConf
     threshold = config.decode.keep_threshold
     threshold = float(model.keep_threshold) if threshold is None else threshold
     return [(t.summary(threshold), t.marks(threshold)) for t in tag_records(model, records)]
-
-
-def load_editor(model_dir: Path) -> Editor:
-    return Editor.load(model_dir)
-
