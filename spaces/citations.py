@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spaces.numbers import CHINESE_NUMERALS, chinese_value
+from spaces.numbers import CHINESE_NUMERALS, chinese_value, number_spans, numbers
 
 _TITLE = re.compile(r"《([^《》]{1,80})》")
 _NUM = f"(?:[{CHINESE_NUMERALS}]+|\\d+)"
@@ -67,3 +67,12 @@ def citation_spans(text: str) -> list[tuple[int, int, Citation]]:
 
 def citations(text: str) -> list[Citation]:
     return [c for _, _, c in citation_spans(text)]
+
+
+def unsupported_spans(summary: str, judgment: str) -> list[tuple[int, int]]:
+    """Where the summary names a number or a statute that the judgment does not (the report marks them; the
+    editor's realization closes up the joins that would make them)."""
+    known_numbers, known_citations = set(numbers(judgment)), citations(judgment)
+    spans = [(s, e) for s, e, value in number_spans(summary) if value not in known_numbers]
+    spans += [(s, e) for s, e, c in citation_spans(summary) if not c.found_in(known_citations)]
+    return spans

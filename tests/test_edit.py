@@ -244,7 +244,9 @@ def test_an_editor_config_error_names_every_key_at_once(tmp_path):
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0])
 def test_a_keep_threshold_outside_0_1_is_refused(threshold):
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="keep_threshold"):
         EditConfig.model_validate({"decode": {"keep_threshold": threshold}})
 
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from spaces.config import DataConfig
 from spaces.errors import SpacesError
-from spaces.citations import citation_spans, citations
+from spaces.citations import unsupported_spans
 from spaces.evaluate.faithfulness import KEYS as FAITHFULNESS, copied_spans
 from spaces.evaluate.metrics import aggregate, read_predictions, read_references, score_document
-from spaces.numbers import number_spans, numbers
 from spaces.partial import check_target, write_atomic
 from spaces.records import (ExtractedRecord, check_same_ids, display_name, input_paths, read_jsonl, read_records,
                             record_id)
@@ -35,15 +34,6 @@ MEANING = {
     "copy_rate": "how extractive: share of the summary's characters in 4+ character spans copied from the judgment",
     "degenerate": "lower is better: share of summaries repeating a unit four or more times in a row",
 }
-
-
-def unsupported_spans(summary: str, judgment: str) -> list[tuple[int, int]]:
-    """Where the summary names a number or a statute that the judgment does not."""
-    known_numbers = set(numbers(judgment))
-    known_citations = citations(judgment)
-    spans = [(s, e) for s, e, value in number_spans(summary) if value not in known_numbers]
-    spans += [(s, e) for s, e, c in citation_spans(summary) if not c.found_in(known_citations)]
-    return spans
 
 
 def mark_summary(summary: str, judgment: str | None) -> str:

@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spaces.citations import citation_spans, citations
+from spaces.citations import citation_spans, unsupported_spans
 from spaces.generate.copy import lcs_alignment
-from spaces.numbers import CHINESE_NUMERALS, UNITS, number_spans, numbers
+from spaces.numbers import CHINESE_NUMERALS, UNITS, number_spans
 
 NOT_IN_PHRASES = frozenset("0123456789０１２３４５６７８９" + CHINESE_NUMERALS + "第《》〈〉")
 PUNCTUATION = "。；：，、,;:"
@@ -155,14 +155,6 @@ def _compose(pieces: list[_Piece], source: str) -> tuple[str, list[int]]:
     return (out + "。" if out else out), joins
 
 
-def _invented(summary: str, source: str) -> list[Span]:
-    """Spans of the summary holding a number or a citation the source does not."""
-    known_numbers, known_citations = set(numbers(source)), citations(source)
-    bad = [(s, e) for s, e, v in number_spans(summary) if v not in known_numbers]
-    bad += [(s, e) for s, e, c in citation_spans(summary) if not c.found_in(known_citations)]
-    return bad
-
-
 def _close_up(pieces: list[_Piece], n: int) -> list[_Piece]:
     """Undo the join before piece ``n``: a phrase there goes, and source pieces meeting there take back the
     source text between them."""
@@ -184,7 +176,7 @@ def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequen
     pieces = _pieces(text, spans, keep, insert)
     while True:
         summary, joins = _compose(pieces, text)
-        bad = _invented(summary, text)
+        bad = unsupported_spans(summary, text)
         if not bad or not joins:
             return pieces
         at = [k for k, j in enumerate(joins) if any(s <= j <= e for s, e in bad)]
