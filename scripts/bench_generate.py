@@ -18,7 +18,6 @@ With --device cuda the model runs in bf16 (what configs/paper/generate.yaml trai
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -28,6 +27,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scripts.cail import CAIL_DIR, cail_documents  # noqa: E402
 
 from spaces.config import DecodeConfig, GenerateConfig  # noqa: E402
 from spaces.generate.codec import TextCodec  # noqa: E402
@@ -70,7 +71,7 @@ def peak_mb(device: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
+    parser.add_argument("--cail-dir", type=Path, default=CAIL_DIR)
     parser.add_argument("--source", type=int, default=1024)
     parser.add_argument("--target", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -80,11 +81,8 @@ def main() -> int:
     args = parser.parse_args()
     from transformers import MT5Config, MT5ForConditionalGeneration
 
-    path = args.cail_dir / "train.json"
-    if not path.is_file():
-        path = ROOT / "tests" / "fixtures" / "judgments.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts = ["\n".join(s["sentence"] for s in r["text"]) for r in records] + [r["summary"] for r in records]
+    _, documents = cail_documents(args.cail_dir)
+    texts = [d.text for d in documents] + [d.summary for d in documents if d.summary]
     torch.manual_seed(0)
     start = time.perf_counter()
     tokenizer = big_tokenizer()

@@ -9,7 +9,6 @@ Target: identical labels, >= 20x faster on the 20 shared CAIL2020 records.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,22 +16,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.cail import CAIL_DIR, cail_documents  # noqa: E402
+
 from spaces.extract.oracle import oracle_labels  # noqa: E402
 from spaces.text import split_clauses  # noqa: E402
-from tests.reference import reference_oracle  # noqa: E402
+from spaces.reference import reference_oracle  # noqa: E402
 
 
 def load(cail_dir: Path) -> tuple[str, list[tuple[list[str], list[str]]]]:
-    path = cail_dir / "train.json"
-    if not path.is_file():
-        path = ROOT / "tests" / "fixtures" / "judgments.jsonl"
-        print(f"note: {cail_dir}/train.json not found; timing the project's own fixtures instead", file=sys.stderr)
-    pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        text = "\n".join(s["sentence"] for s in record["text"])
-        pairs.append((split_clauses(text, 256), split_clauses(record["summary"])))
-    return str(path), pairs
+    path, documents = cail_documents(cail_dir)
+    return str(path), [(split_clauses(d.text, 256), split_clauses(d.summary or "")) for d in documents]
 
 
 def timed(fn, pairs):
@@ -43,7 +36,7 @@ def timed(fn, pairs):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
+    parser.add_argument("--cail-dir", type=Path, default=CAIL_DIR)
     args = parser.parse_args()
     source, pairs = load(args.cail_dir)
     timed(oracle_labels, pairs[:2])  # warm up imports and caches

@@ -12,7 +12,6 @@ Targets: >= 10x faster on the pairs with equal numbers; the long pair in < 0.1 s
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import resource
 import sys
@@ -22,24 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.cail import CAIL_DIR, cail_documents  # noqa: E402
+
 from spaces.rouge import Profile, rouge, rouge_tokens, tokenize  # noqa: E402
 from spaces.text import words  # noqa: E402
-from tests.reference import reference_spaced  # noqa: E402
+from spaces.reference import reference_spaced  # noqa: E402
 
 KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
 
 def load_texts(cail_dir: Path) -> tuple[list[str], list[str]]:
-    path = cail_dir / "train.json"
-    if not path.is_file():
-        path = ROOT / "tests" / "fixtures" / "judgments.jsonl"
-        print(f"note: {cail_dir}/train.json not found; using the project's own fixtures", file=sys.stderr)
-    docs, summaries = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        docs.append("\n".join(s["sentence"] for s in record["text"]))
-        summaries.append(record["summary"])
-    return docs, summaries
+    _, documents = cail_documents(cail_dir)
+    return [d.text for d in documents], [d.summary or "" for d in documents]
 
 
 def make_pairs(docs: list[str], summaries: list[str], n: int, size: int = 300) -> list[tuple[str, str]]:
@@ -89,7 +82,7 @@ def _reference_long(h, r, queue):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cail-dir", type=Path, default=ROOT.parent / "shared" / "cail2020")
+    parser.add_argument("--cail-dir", type=Path, default=CAIL_DIR)
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--skip-long-reference", action="store_true", help="do not run rouge-chinese on the long pair")
     args = parser.parse_args()

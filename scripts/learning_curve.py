@@ -115,7 +115,7 @@ def main() -> int:
         if not whole:
             d.mkdir(exist_ok=True)
             (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")  # the same every run
-        # a point an earlier run finished is read back, not trained again (a rerun resumes)
+        # a point (or variant) an earlier run finished is read back, not trained again (a rerun resumes)
         point = {"records": n, "folds": min(5, n), "extractor": extractor_point(
             d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [],
             trained=whole or (d / "extractor" / "card.json").is_file())}
@@ -130,7 +130,8 @@ def main() -> int:
     if not args.no_variants:
         for name, extra in VARIANTS.items():
             d = args.out / ("variant-" + (extra[0].split(".")[-1] if extra else "shipped"))
-            result["variants"][name] = extractor_point(all_labeled, d, test, args.user_dict, 5, extra)
+            result["variants"][name] = extractor_point(all_labeled, d, test, args.user_dict, 5, extra,
+                                                       trained=(d / "card.json").is_file())
             (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
     report = markdown(result)
     (args.out / "learning_curve.md").write_text(report, encoding="utf-8")

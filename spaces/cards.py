@@ -12,10 +12,12 @@ from spaces.errors import SpacesError
 from spaces.records import display_name, file_sha256, input_paths, write_json
 
 CARD = "card.json"
+CONFIG = "config.yaml"  # the config a model dir was trained with, beside its card
+EXTRACTOR, GENERATOR = "spaces-extractor", "spaces-generator"
 # The one registry of model-dir kinds: (the command that trains one, what it is, what takes it).
 KINDS = {
-    "spaces-extractor": ("spaces extract train", "an extractor", "extract predict -m or summarize --extractor"),
-    "spaces-generator": ("spaces generate train", "a generator", "generate predict -m or summarize --generator"),
+    EXTRACTOR: ("spaces extract train", "an extractor", "extract predict -m or summarize --extractor"),
+    GENERATOR: ("spaces generate train", "a generator", "generate predict -m or summarize --generator"),
 }
 
 
@@ -40,6 +42,26 @@ def write_card(model_dir: Path, kind: str, data: Path | str | Sequence[Path | st
                      "sha256": hashes[0] if len(hashes) == 1 else hashes, "records": records},
             **fields, "versions": environment()}
     write_json(model_dir / CARD, card)
+    return card
+
+
+def finish_run(accelerator, config, model_dir: Path, kind: str, data: Path | str | Sequence[Path | str],
+               records: int, fields: dict[str, Any], also: Sequence[Path] = (), write=None) -> dict[str, Any]:
+    """The end of a training run, the same for every stage: on the main process only, ``write()`` (the stage's
+    own files), then ``config.yaml`` and the card in ``model_dir`` and the card in each of ``also`` that
+    exists (``model-best/``, ``model-last/``); every process waits for it, and each returns the card."""
+    from spaces.config import dump_config
+
+    card = {"data": {"records": records}, **fields}
+    if accelerator.is_main_process:
+        if write is not None:
+            write()
+        dump_config(config, model_dir / CONFIG)
+        card = write_card(model_dir, kind, data, records, **fields)
+        for path in also:
+            if path.is_dir():
+                write_card(path, kind, data, records, **fields)
+    accelerator.wait_for_everyone()
     return card
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from spaces import __version__
-from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, SummarizeConfig, load_config, load_generator_config,
+from spaces.config import (STAGES, EvaluateConfig, ExtractConfig, load_config, load_generator_config,
                            parse_overrides, render_defaults)
 from spaces.errors import Interrupted, SpacesError
 from spaces.records import display_name, input_paths, refuse_overwriting_inputs
@@ -394,24 +394,13 @@ def summarize(
     relative to the config file). stderr says whether the generator's summary or the extract was printed,
     and why.
     """
-    from spaces.summarize import Summarizer, read_judgment
+    from spaces.summarize import (Summarizer, check_mode, dropped_note, picked_clauses, read_judgment,
+                                  summarize_config)
 
     files: list[str] = []  # FILE is taken here: a typer argument would swallow an override's value
-    overrides = parse_overrides(ctx.args, files)
-    if extractor is not None:
-        overrides["extractor"] = str(extractor)
-    if generator is not None:
-        overrides["generator"] = None if generator.lower() in ("null", "none", "") else generator
-    if use_generator is not None:
-        overrides["use_generator"] = use_generator.value
-    cfg = load_config(SummarizeConfig, config, overrides)
-    if (input is None) != (output is None):
-        raise SpacesError("batch mode takes both --input and --output")
-    if input is not None and (files or explain):
-        raise SpacesError("--input/--output summarize a JSONL file; FILE and --explain are for one judgment")
-    if len(files) > 1:
-        raise SpacesError(f"one judgment at a time, got {len(files)} files: {' '.join(files)} (use --input FILE "
-                          "--output FILE for many)")
+    cfg = summarize_config(config, parse_overrides(ctx.args, files), extractor=extractor, generator=generator,
+                           use_generator=use_generator.value if use_generator is not None else None)
+    check_mode(files, input, output, explain)
     doc = None
     if input is not None:
         refuse_overwriting_inputs([output], [*input_paths(input), config])
@@ -428,17 +417,15 @@ def summarize(
         _report("summarized", run, output, _truncated(run.truncated, cfg.data.max_clauses))
         return
     ((record, summary),) = summarizer.summarize_documents([doc])
-    if record.dropped_clauses:
-        typer.echo(f"note: the judgment has {len(record.sentences) + record.dropped_clauses} clauses; its first "
-                   f"{record.dropped_clauses} were dropped (data.max_clauses {cfg.data.max_clauses})", err=True)
+    note = dropped_note(record, cfg.data.max_clauses)
+    if note:
+        typer.echo(note, err=True)
     if explain:
         table = Table(title=f"picked {len(record.selected)} of {len(record.sentences)} clauses")
-        table.add_column("#", justify="right")
-        table.add_column("p", justify="right")
-        table.add_column("section")
-        table.add_column("clause")
-        for i in record.selected:
-            table.add_row(str(i), f"{record.scores[i]:.3f}", record.roles[i] if record.roles else "", record.sentences[i])
+        for name, justify in (("#", "right"), ("p", "right"), ("section", "left"), ("clause", "left")):
+            table.add_column(name, justify=justify)
+        for row in picked_clauses(record):
+            table.add_row(*row)
         Console(stderr=True).print(table)
     typer.echo(summary.summary)
 

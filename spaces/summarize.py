@@ -23,7 +23,7 @@ from typing import Any
 from spaces.cards import card_sha256
 from pydantic import ValidationError
 
-from spaces.config import DataConfig, SummarizeConfig, UseGenerator
+from spaces.config import DataConfig, SummarizeConfig, UseGenerator, load_config
 from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
@@ -153,6 +153,45 @@ class Summarizer:
                           batch_size=self.batch_size, skip=(lambda d: not d.text.strip()) if skip_empty else None,
                           allow_empty=allow_empty, settings={"data": self.data.model_dump(mode="json"), **self.models})
         return SummarizeRun(run.written, run.resumed, run.skipped, truncated)
+
+
+def summarize_config(config: Path | None, overrides: dict[str, Any], *, extractor: Path | str | None = None,
+                     generator: str | None = None, use_generator: UseGenerator | None = None) -> SummarizeConfig:
+    """The config ``spaces summarize`` runs: the file's, then the dotted overrides, then the named flags
+    (a ``generator`` of 'null', 'none' or '' is no generator)."""
+    overrides = dict(overrides)
+    if extractor is not None:
+        overrides["extractor"] = str(extractor)
+    if generator is not None:
+        overrides["generator"] = None if generator.lower() in ("null", "none", "") else generator
+    if use_generator is not None:
+        overrides["use_generator"] = use_generator
+    return load_config(SummarizeConfig, config, overrides)
+
+
+def check_mode(files: list[str], input: list[str] | None, output: Path | None, explain: bool) -> None:
+    """One judgment (FILE or stdin, ``--explain`` allowed) or batch mode (``--input`` with ``--output``), not both."""
+    if (input is None) != (output is None):
+        raise SpacesError("batch mode takes both --input and --output")
+    if input is not None and (files or explain):
+        raise SpacesError("--input/--output summarize a JSONL file; FILE and --explain are for one judgment")
+    if len(files) > 1:
+        raise SpacesError(f"one judgment at a time, got {len(files)} files: {' '.join(files)} (use --input FILE "
+                          "--output FILE for many)")
+
+
+def dropped_note(record: ExtractedRecord, max_clauses: int) -> str | None:
+    """What to tell the user when the judgment was too long for ``data.max_clauses``."""
+    if not record.dropped_clauses:
+        return None
+    return (f"note: the judgment has {len(record.sentences) + record.dropped_clauses} clauses; its first "
+            f"{record.dropped_clauses} were dropped (data.max_clauses {max_clauses})")
+
+
+def picked_clauses(record: ExtractedRecord) -> list[tuple[str, str, str, str]]:
+    """``--explain``'s rows: each picked clause's index, probability, section role and text."""
+    return [(str(i), f"{record.scores[i]:.3f}", record.roles[i] if record.roles else "", record.sentences[i])
+            for i in record.selected]
 
 
 def read_judgment(raw: str, data: DataConfig, source: str) -> Document:

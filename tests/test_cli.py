@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from spaces.cli import app
 from tests.conftest import JUDGMENTS, USER_DICT, document_text, mark_first_record, read_jsonl
-from tests.reference import reference_scores
+from spaces.reference import reference_scores
 
 runner = CliRunner()
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from transformers import LogitsProcessor, LogitsProcessorList
 from typer.testing import CliRunner
 
 from spaces.cli import app
@@ -21,7 +22,7 @@ from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 from spaces.text import degenerate
 from tests.conftest import JUDGMENTS, TINY, document_text, edit_tiny, read_jsonl
-from tests.reference import lcs_dp
+from spaces.reference import lcs_dp
 
 runner = CliRunner()
 
@@ -267,10 +268,7 @@ class LoopingModel(torch.nn.Module):
         super().__init__()
         self.codec, self.favourite, self.second = codec, favourite, second
         self.config = type("Config", (), {"decoder_start_token_id": codec.pad_id})()
-        self.eos_id, self.pad_id = codec.eos_id, codec.pad_id
-
-        self.seq2seq = torch.nn.Module()
-        self.seq2seq.get_output_embeddings = lambda: torch.nn.Linear(1, len(codec.pieces), bias=False)
+        self.eos_id, self.pad_id, self.vocab_size = codec.eos_id, codec.pad_id, len(codec.pieces)
 
     def encode(self, input_ids, attention_mask):
         return type("Encoded", (), {"last_hidden_state": torch.zeros(len(input_ids), 1, 1)})()
@@ -315,6 +313,31 @@ def test_a_beam_that_must_stop_copying_still_invents_no_number(tokenizer):
     stops copying; what it writes then is free, but not the 五 the model wants (五元 would be a new amount)."""
     text = copy_decode(tokenizer, "元", "五", "元元元元元元", 12)
     assert text.startswith("元元元") and "五" not in text, text
+
+
+class OnlyToken(LogitsProcessor):
+    """A rule that allows one token and nothing else."""
+
+    def __init__(self, token: int):
+        self.token = token
+
+    def __call__(self, input_ids, scores):
+        out = torch.full_like(scores, float("-inf"))
+        out[:, self.token] = scores[:, self.token]
+        return out
+
+
+def test_the_number_rule_never_yields_to_the_other_rules(tokenizer):
+    """The source is 元元元…, and the only other rule allows nothing but 五: the copy leaves nothing, so the
+    beam stops copying, and where the rules still allow only a number the source lacks, the rules give way
+    (the beam writes 告, the model's next choice), never the number rule."""
+    codec = TextCodec.for_model(tokenizer, tiny_mt5(len(tokenizer)).config)
+    five = tokenizer.convert_tokens_to_ids("五")
+    model = LoopingModel(codec, five, tokenizer.convert_tokens_to_ids("告"))
+    ids = torch.tensor([codec.encode("元元元元元元", 30)])
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=6, copy_constraint=True, no_repeat_ngram_size=0)
+    (seq,) = beam_search(model, ids, torch.ones_like(ids), cfg, processors=LogitsProcessorList([OnlyToken(five)]))
+    assert codec.decode(seq) == "告" * 6
 
 
 @pytest.mark.parametrize("written, allowed", [

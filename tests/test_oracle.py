@@ -1,7 +1,7 @@
 from spaces.extract.oracle import oracle_labels
 from spaces.text import split_clauses
 from tests.conftest import JUDGMENTS, document_text, read_jsonl
-from tests.reference import reference_oracle
+from spaces.reference import reference_oracle
 
 
 def test_hand_checked_matching():

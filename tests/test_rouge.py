@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from spaces.rouge import Profile, cail_score, rouge, rouge_tokens, score_texts, tokenize
 from tests.conftest import document_text
-from tests.reference import lcs_dp, reference_scores, reference_spaced
+from spaces.reference import lcs_dp, reference_scores, reference_spaced
 
 KEYS = ("rouge-1", "rouge-2", "rouge-l")
 

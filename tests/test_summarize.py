@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -201,3 +202,52 @@ def test_overrides_with_values_do_not_swallow_the_file(trained, tmp_path):
     assert spaced.stdout == plain.stdout  # 12 is the config's own value: same summary
     both = runner.invoke(app, ["summarize", "--config", str(config), str(text_file), str(text_file)])
     assert both.exit_code == 1 and "one judgment at a time" in both.stderr
+
+
+def test_the_summarize_config_takes_the_file_then_the_overrides_then_the_flags(tmp_path):
+    from spaces.summarize import summarize_config
+
+    config = tmp_path / "summarize.yaml"
+    config.write_text("extractor: ex\ngenerator: gen/model-best\nuse_generator: auto\n")
+    cfg = summarize_config(config, {"use_generator": "never", "decode.num_beams": 2})
+    assert (cfg.extractor, cfg.generator, cfg.use_generator, cfg.decode.num_beams) == (
+        tmp_path / "ex", tmp_path / "gen" / "model-best", "never", 2)
+    cfg = summarize_config(config, {"use_generator": "never"}, extractor="other", use_generator="always")
+    assert (cfg.extractor, cfg.use_generator) == (Path("other"), "always")
+    for none in ("null", "None", ""):
+        assert summarize_config(config, {}, generator=none).generator is None
+
+
+@pytest.mark.parametrize("files, input, output, explain, message", [
+    ([], ["docs.jsonl"], None, False, "batch mode takes both --input and --output"),
+    ([], None, Path("out.jsonl"), False, "batch mode takes both --input and --output"),
+    (["a.txt"], ["docs.jsonl"], Path("out.jsonl"), False, "FILE and --explain are for one judgment"),
+    ([], ["docs.jsonl"], Path("out.jsonl"), True, "FILE and --explain are for one judgment"),
+    (["a.txt", "b.txt"], None, None, False, "one judgment at a time, got 2 files: a.txt b.txt"),
+])
+def test_one_judgment_or_a_batch_never_both(files, input, output, explain, message):
+    from spaces.errors import SpacesError
+    from spaces.summarize import check_mode
+
+    with pytest.raises(SpacesError, match=message):
+        check_mode(files, input, output, explain)
+
+
+@pytest.mark.parametrize("files, input, output, explain", [
+    ([], None, None, True), (["a.txt"], None, None, False), ([], ["docs.jsonl"], Path("out.jsonl"), False)])
+def test_each_mode_alone_is_accepted(files, input, output, explain):
+    from spaces.summarize import check_mode
+
+    check_mode(files, input, output, explain)
+
+
+def test_explain_rows_and_the_dropped_note_come_from_the_record():
+    from spaces.records import ExtractedRecord
+    from spaces.summarize import dropped_note, picked_clauses
+
+    record = ExtractedRecord(id="a", sentences=["原告诉称，", "本院认为，", "判决如下："], scores=[0.9, 0.2, 0.71234],
+                             selected=[0, 2], extract="原告诉称，判决如下：", roles=["claims", "reasoning", "judgment"])
+    assert picked_clauses(record) == [("0", "0.900", "claims", "原告诉称，"), ("2", "0.712", "judgment", "判决如下：")]
+    assert dropped_note(record, 400) is None
+    long = record.model_copy(update={"dropped_clauses": 5})
+    assert dropped_note(long, 3) == "note: the judgment has 8 clauses; its first 5 were dropped (data.max_clauses 3)"

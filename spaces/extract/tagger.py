@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from spaces.cards import read_card
+from spaces.cards import CARD, CONFIG, EXTRACTOR, read_card
 from spaces.config import ExtractConfig, ExtractModelConfig, SelectConfig, load_config
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN
@@ -20,7 +20,6 @@ from spaces.extract.sections import ROLES, position_in_section
 from spaces.partial import save_tensors
 from spaces.records import ExtractedRecord
 
-KIND = "spaces-extractor"
 POSITION_FEATURES = 4
 SECTION_FEATURES = len(ROLES) + 2
 
@@ -172,11 +171,11 @@ class Extractor:
     """
 
     def __init__(self, model_dir: Path, select: dict[str, Any] | None = None):
-        self.card = read_card(model_dir, KIND)
-        part = model_dir / "config.yaml"
+        self.card = read_card(model_dir, EXTRACTOR)
+        part = model_dir / CONFIG
         try:
             self.config = load_config(ExtractConfig, part)
-            part = model_dir / "card.json"
+            part = model_dir / CARD
             self.input_size = feature_size(self.card["encoder"]["dim"], self.config.model)
             self.models = []
             for k in range(self.card["folds"]):

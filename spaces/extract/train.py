@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from spaces.cards import write_card
-from spaces.config import ExtractConfig, SelectConfig, dump_config
+from spaces.cards import EXTRACTOR, finish_run
+from spaces.config import ExtractConfig, SelectConfig
 from spaces.errors import SpacesError
 from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
 from spaces.extract.sections import section_roles
-from spaces.extract.tagger import (KIND, clause_probs, document_features, extracted_record, pad_batch, save_fold,
+from spaces.extract.tagger import (clause_probs, document_features, extracted_record, pad_batch, save_fold,
                                    select)
 from spaces.progress import progress
 from spaces.records import (STDIO, JsonlWriter, LabeledRecord, display_name, input_paths, read_documents, read_jsonl,
@@ -177,12 +177,10 @@ def train_extractor(config: ExtractConfig, input: Path | str | Sequence[Path | s
         "holding_added": sum(bool(r.holding_added) for r in records),
         "seconds": round(time.perf_counter() - start_time, 1),
     }
-    card = {"data": {"records": len(examples)}, **fields}
-    if accelerator.is_main_process:
+
+    def write_oof() -> None:
         with JsonlWriter(output_dir / "oof.jsonl") as out:
             for record in records:
                 out.write(record)
-        dump_config(config, output_dir / "config.yaml")
-        card = write_card(output_dir, KIND, input, len(examples), **fields)
-    accelerator.wait_for_everyone()
-    return card
+
+    return finish_run(accelerator, config, output_dir, EXTRACTOR, input, len(examples), fields, write=write_oof)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from spaces.numbers import CHINESE_NUMERALS, numbers
 
@@ -155,15 +156,34 @@ class NumberRule:
         return out
 
 
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class CopyState:
+    """One beam's copy state: the length of the span it is copying, the source positions where that span
+    ends, whether it is inside a copied 《title》, and its copy labels so far (when they are tracked)."""
+
+    span_len: int = 0
+    ends: tuple[int, ...] = ()
+    in_title: bool = False
+    labels: tuple[int, ...] = ()
+
+
+def _stuck(logprobs: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """Rows of live beams left without any finite log-probability."""
+    return (~torch.isfinite(logprobs).any(-1) & live).nonzero().flatten()
+
+
 class CopyConstraint:
-    """SPACES's copy mechanism at decode time, one state per beam (the shape of fairseq's constraint hooks).
+    """SPACES's copy mechanism at decode time, one ``CopyState`` per beam (the shape of fairseq's
+    constraint hooks: built per batch, ``log_probs`` each step, ``advance`` after the search reorders).
 
     Each step the copy head labels each beam: 0 free, 1 start a copied span, 2 continue it (2 is not
-    allowed right after a 0). ``allowed`` turns the labels into the tokens each beam may take: starting
-    a span restricts it to the source's tokens; continuing a span restricts it to the tokens that follow
-    the span where it occurs in the source, falling back to any source token (a new span) when it occurs
-    nowhere. Instead of rebuilding n-gram sets each step as SPACES did, each beam carries the source
-    positions where its current span ends. ``advance`` follows the beams after the search reorders them.
+    allowed right after a 0). Starting a span restricts the beam to the source's tokens; continuing one
+    restricts it to the tokens that follow the span where it occurs in the source, falling back to any
+    source token (a new span) when it occurs nowhere. Instead of rebuilding n-gram sets each step as
+    SPACES did, each beam carries the source positions where its current span ends.
     """
 
     def __init__(self, sources: list[list[int]], beams: int, vocab_size: int, device, track_labels: bool = False,
@@ -185,33 +205,70 @@ class CopyConstraint:
                     self.source_tokens[b] = False
                     self.source_tokens[b, [src.tokens[p] for p in self.span_starts[b] if src.tokens[p] < vocab_size]] \
                         = True
-        self.span_len = [0] * self.rows
-        self.span_ends: list[tuple[int, ...]] = [()] * self.rows
-        self.in_title = [False] * self.rows  # inside a copied 《title》: it is copied to its end
-        self.labels: list[list[int]] = [[] for _ in range(self.rows)]  # each beam's copy labels so far
+        self.states = [CopyState()] * self.rows
         self.step_labels = [NOT_COPIED] * self.rows
 
-    def allowed(self, copy_logits: torch.Tensor, last_tokens: list[int]) -> torch.Tensor:
-        """[rows, vocab] mask of the tokens each beam may take now, from this step's copy logits [rows, 3]
-        and each beam's last token."""
-        labels = copy_decisions(copy_logits, self.span_len)
+    def labels(self, row: int) -> list[int]:
+        """The copy labels of the beam in ``row`` so far (empty unless they are tracked)."""
+        return list(self.states[row].labels)
+
+    def log_probs(self, logits: torch.Tensor, copy_logits: torch.Tensor, tokens: torch.Tensor, live: torch.Tensor,
+                  processors: LogitsProcessorList) -> torch.Tensor:
+        """This step's [rows, vocab] log-probabilities under the copy constraint and the other rules, from the
+        logits [rows, vocab], the copy logits [rows, 3], the tokens so far [rows, t] and which rows are live.
+
+        The whole precedence, in order:
+        1. the copy head's labels decide what each beam may take (``_mask``), then ``processors`` apply;
+        2. where that leaves a live beam nothing and n-gram blocking is among the processors, copying wins
+           over it (a statute's title is copied again whole): the processors apply without it;
+        3. where the other rules still leave nothing, the beam stops copying this step and may take
+           anything but what only a copy may write (the number rule's copy-only tokens) — the number rule
+           never yields: if the processors leave nothing even then, it is they that give way.
+        """
+        last = tokens[:, -1].tolist()
+        masked = torch.log_softmax(logits.masked_fill(~self._mask(copy_logits, last), NEG_INF), dim=-1)
+        out = processors(tokens, masked)
+        stuck = _stuck(out, live)
+        ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
+        if len(stuck) and len(ngram_free) < len(processors):
+            out[stuck] = ngram_free(tokens[stuck], masked[stuck])
+            stuck = _stuck(out, live)
+        if len(stuck):
+            rows = stuck.tolist()
+            for i in rows:
+                self.step_labels[i] = NOT_COPIED
+            free = logits[stuck]
+            if self.numbers is not None:
+                free = free.masked_fill(self.numbers.copy_only, NEG_INF)
+            free = torch.log_softmax(free, -1)
+            ruled = processors(tokens[stuck], free.clone())
+            out[stuck] = torch.where(torch.isfinite(ruled).any(-1, keepdim=True), ruled, free)
+        return out
+
+    def _decide(self, copy_logits: torch.Tensor, last_tokens: list[int]) -> tuple[list[int], list[bool]]:
+        """Each beam's copy label for this step and whether it is inside a copied number: a copied number or
+        statute title is not cut short (and a number keeps what follows it in the source, its unit: 一 copied
+        from 一案 and followed by 款 would make a number, 一款)."""
+        labels = copy_decisions(copy_logits, [s.span_len for s in self.states])
         in_number = [False] * self.rows
-        if self.numbers is not None:
-            trails = self.numbers.trails
-            for i, last in enumerate(last_tokens):
-                in_number[i] = self.span_len[i] > 0 and last < len(trails) and trails[last]  # copied, still open
-                src = self.sources[self.doc_of[i]]
-                ends = [p for p in self.span_ends[i] if p + 1 < len(src.tokens)]
-                if in_number[i] and ends:
-                    labels[i] = COPY_CONTINUE  # a copied number is not cut short, and keeps what follows it in
-                    # the source (its unit: 一 copied from 一案 and followed by 款 would make a number, 一款)
-                elif self.in_title[i] and ends:
-                    labels[i] = COPY_CONTINUE  # nor a copied statute title
+        if self.numbers is None:
+            return labels, in_number
+        trails = self.numbers.trails
+        for i, (state, last) in enumerate(zip(self.states, last_tokens)):
+            in_number[i] = state.span_len > 0 and last < len(trails) and trails[last]
+            n = len(self.sources[self.doc_of[i]].tokens)
+            if (in_number[i] or state.in_title) and any(p + 1 < n for p in state.ends):
+                labels[i] = COPY_CONTINUE
+        return labels, in_number
+
+    def _mask(self, copy_logits: torch.Tensor, last_tokens: list[int]) -> torch.Tensor:
+        """[rows, vocab] mask of the tokens each beam may take by its copy label (recorded in ``step_labels``)."""
+        labels, in_number = self._decide(copy_logits, last_tokens)
         keep = torch.ones(self.rows, self.source_tokens.size(1), dtype=torch.bool, device=copy_logits.device)
         start_rows, cont_rows, cont_cols = [], [], []
         for i, label in enumerate(labels):
             if label == COPY_CONTINUE:
-                nxt = self.sources[self.doc_of[i]].continuations(self.span_ends[i])
+                nxt = self.sources[self.doc_of[i]].continuations(self.states[i].ends)
                 if nxt:
                     cont_rows += [i] * len(nxt)
                     cont_cols += nxt
@@ -236,36 +293,23 @@ class CopyConstraint:
         self.step_labels = labels
         return keep
 
-    def release(self, rows: list[int]) -> torch.Tensor:
-        """These beams stop copying this step (nothing the constraint allows survives the other rules);
-        returns the [rows, vocab] mask of what they may take: anything but what only a copy may write."""
-        for i in rows:
-            self.step_labels[i] = NOT_COPIED
-        keep = torch.ones(len(rows), self.source_tokens.size(1), dtype=torch.bool, device=self.source_tokens.device)
-        return keep if self.numbers is None else keep & ~self.numbers.copy_only
-
     def advance(self, beam_idx: list[int], tokens: list[int]) -> None:
         """Row k continues beam ``beam_idx[k]`` with ``tokens[k]`` (the search's reordering)."""
-        span_len, span_ends, labels, in_title = [], [], [], []
-        for src, tok in zip(beam_idx, tokens):
-            if self.numbers is not None:
-                opened = tok in self.numbers.opens or (self.in_title[src] and tok not in self.numbers.titles)
-                in_title.append(opened and self.step_labels[src] != NOT_COPIED)
-            label = self.step_labels[src]
-            source = self.sources[self.doc_of[src]]
-            if label == COPY_CONTINUE:
-                span_len.append(self.span_len[src] + 1)
-                span_ends.append(source.extend(self.span_ends[src], tok))
-            elif label == COPY_START:
-                span_len.append(1)
-                ends = source.positions.get(tok, ())
-                if self.numbers is not None:  # where a span may start (see ``NumberRule.span_starts``)
-                    ends = tuple(p for p in ends if p in self.span_starts[self.doc_of[src]])
-                span_ends.append(ends)
-            else:
-                span_len.append(0)
-                span_ends.append(())
-            labels.append(self.labels[src] + [label] if self.track_labels else self.labels[src])
-        self.span_len, self.span_ends, self.labels = span_len, span_ends, labels
+        self.states = [self._next(src, tok) for src, tok in zip(beam_idx, tokens)]
+
+    def _next(self, row: int, token: int) -> CopyState:
+        state, label = self.states[row], self.step_labels[row]
+        source = self.sources[self.doc_of[row]]
+        in_title = False
         if self.numbers is not None:
-            self.in_title = in_title
+            opened = token in self.numbers.opens or (state.in_title and token not in self.numbers.titles)
+            in_title = opened and label != NOT_COPIED
+        labels = state.labels + (label,) if self.track_labels else state.labels
+        if label == COPY_CONTINUE:
+            return CopyState(state.span_len + 1, source.extend(state.ends, token), in_title, labels)
+        if label == COPY_START:
+            ends = source.positions.get(token, ())
+            if self.numbers is not None:  # where a span may start (see ``NumberRule.span_starts``)
+                ends = tuple(p for p in ends if p in self.span_starts[self.doc_of[row]])
+            return CopyState(1, ends, in_title, labels)
+        return CopyState(0, (), in_title, labels)

@@ -20,10 +20,8 @@ from transformers import (LogitNormalization, LogitsProcessor, LogitsProcessorLi
 from transformers.modeling_outputs import BaseModelOutput
 
 from spaces.config import DecodeConfig
-from spaces.generate.copy import CopyConstraint, NumberRule
+from spaces.generate.copy import NEG_INF, CopyConstraint, NumberRule
 from spaces.text import MAX_UNIT, repeats_at_end
-
-NEG_INF = float("-inf")
 
 
 class NoRepeatedUnit(LogitsProcessor):
@@ -154,118 +152,137 @@ def number_rule(codec, vocab_size: int, device) -> NumberRule:
     return rules[key]
 
 
-def _stuck(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> torch.Tensor:
-    """Rows of live beams left without any finite log-probability."""
-    return (~torch.isfinite(logprobs).any(-1) & (beam_scores > NEG_INF)).nonzero().flatten()
+def copy_constraint(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DecodeConfig,
+                    track_labels: bool) -> CopyConstraint | None:
+    """The batch's copy constraint (None when the config turns it off), the number rule with it if asked."""
+    if not cfg.copy_constraint:
+        return None
+    eos, pad = model.eos_id, model.pad_id
+    sources = [[t for t in row[mask.bool()].tolist() if t not in (eos, pad)]
+               for row, mask in zip(input_ids, attention_mask)]
+    device = input_ids.device
+    numbers = number_rule(model.codec, model.vocab_size, device) if cfg.copy_numbers and model.codec else None
+    return CopyConstraint(sources, cfg.num_beams, model.vocab_size, device, track_labels=track_labels,
+                          numbers=numbers)
+
+
+Hypothesis = tuple[float, list[int], list[int]]  # length-normalised score, tokens, copy labels
+
+
+class Beams:
+    """The K running beams of each document in a batch and its finished hypotheses: HF's beam bookkeeping
+    (only the top K candidates may finish, the best K finished are kept, early stop as
+    ``early_stopping=False``), so that with the copy constraint off the search gives ``generate``'s tokens."""
+
+    def __init__(self, batch: int, beams: int, start: int, cfg: DecodeConfig, device):
+        self.B, self.K, self.length_penalty = batch, beams, cfg.length_penalty
+        self.tokens = torch.full((batch * beams, 1), start, dtype=torch.long, device=device)
+        scores = torch.zeros(batch, beams, device=device)
+        scores[:, 1:] = NEG_INF  # the K copies of the start state must not all be expanded
+        self.scores = scores.view(-1)
+        self.finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+        self.done = [False] * batch
+
+    @property
+    def live(self) -> torch.Tensor:
+        return self.scores > NEG_INF
+
+    def select(self, logprobs: torch.Tensor, step: int, eos: int, pad: int, labels_of
+               ) -> tuple[list[int], list[int]] | None:
+        """Extend the beams by this step's [B*K, vocab] log-probabilities; returns the rows the new beams
+        continue and the tokens they take (for the cache and the constraint), or None once all are done."""
+        vocab = logprobs.size(-1)
+        top_scores, top_idx = (self.scores[:, None] + logprobs).view(self.B, self.K * vocab).topk(2 * self.K, dim=1)
+        top_scores, top_idx = top_scores.tolist(), top_idx.tolist()
+        chosen: list[tuple[int, int, float]] = []
+        for b in range(self.B):
+            kept = [] if self.done[b] else self._continuations(b, top_scores[b], top_idx[b], vocab, step, eos,
+                                                               labels_of)
+            # finished documents (or too few candidates) keep placeholder beams
+            chosen += kept + [(b * self.K, pad, NEG_INF)] * (self.K - len(kept))
+        if all(self.done):
+            return None
+        rows, tokens, scores = (list(c) for c in zip(*chosen))
+        beam_idx = torch.tensor(rows, device=self.tokens.device)
+        self.tokens = torch.cat([self.tokens[beam_idx], torch.tensor(tokens, device=beam_idx.device)[:, None]], 1)
+        self.scores = torch.tensor(scores, device=beam_idx.device)
+        return rows, tokens
+
+    def _continuations(self, b: int, scores: list[float], flat: list[int], vocab: int, step: int, eos: int,
+                       labels_of) -> list[tuple[int, int, float]]:
+        """Document ``b``'s next K beams from its 2K best candidates; an eos among the top K finishes one."""
+        kept: list[tuple[int, int, float]] = []
+        for rank, (score, index) in enumerate(zip(scores, flat)):
+            row, token = b * self.K + index // vocab, index % vocab
+            if token == eos:
+                if rank < self.K and score > NEG_INF:
+                    hyp = (self._normalised(score, step + 1), self.tokens[row, 1:].tolist(), labels_of(row))
+                    self.finished[b] = sorted(self.finished[b] + [hyp], key=lambda h: -h[0])[:self.K]
+                continue
+            kept.append((row, token, score))
+            if len(kept) == self.K:
+                break
+        # done once K are finished and the best live beam, at its current length, no longer beats the worst
+        best_live = max((score for _, _, score in kept), default=NEG_INF)
+        self.done[b] = len(self.finished[b]) == self.K and not (
+            self._normalised(best_live, step + 1) > self.finished[b][-1][0])
+        return kept
+
+    def _normalised(self, score: float, length: int) -> float:
+        return score / length ** self.length_penalty
+
+    def best(self, labels_of) -> list[Hypothesis | None]:
+        """Each document's best hypothesis; one out of steps lets its live beams compete as they are."""
+        out = []
+        for b in range(self.B):
+            hyps = list(self.finished[b])
+            if not self.done[b]:
+                for row in range(b * self.K, b * self.K + self.K):
+                    score = self.scores[row].item()
+                    if score > NEG_INF:
+                        hyps.append((self._normalised(score, self.tokens.size(1)), self.tokens[row, 1:].tolist(),
+                                     labels_of(row)))
+            out.append(max(hyps, key=lambda h: h[0]) if hyps else None)
+        return out
 
 
 @torch.inference_mode()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DecodeConfig,
                 return_labels: bool = False, processors: LogitsProcessorList | None = None):
-    """Best hypothesis per document (token ids without eos); with ``return_labels`` also each token's copy label."""
-    device = input_ids.device
-    B, K = input_ids.size(0), cfg.num_beams
-    eos, pad, start = model.eos_id, model.pad_id, model.config.decoder_start_token_id
+    """Best hypothesis per document (token ids without eos); with ``return_labels`` also each token's copy label.
+
+    Each step: the decoder's logits over the KV cache, the rules' log-probabilities (the copy constraint's
+    ``log_probs`` when it is on, else the processors alone), then ``Beams.select``.
+    """
+    K, eos, pad = cfg.num_beams, model.eos_id, model.pad_id
     if processors is None:
         codec = model.codec
-        processors = decode_processors(cfg, eos, pad, codec.pieces if codec else None, device,
+        processors = decode_processors(cfg, eos, pad, codec.pieces if codec else None, input_ids.device,
                                        codec.byte_values if codec else None)
-    ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
-    if len(ngram_free) == len(processors):
-        ngram_free = processors
-
     encoded = model.encode(input_ids, attention_mask)
     enc = BaseModelOutput(last_hidden_state=encoded.last_hidden_state.repeat_interleave(K, 0))
     enc_mask = attention_mask.repeat_interleave(K, 0)
-    constraint = None
-    if cfg.copy_constraint:
-        sources = [[t for t in row[mask.bool()].tolist() if t not in (eos, pad)]
-                   for row, mask in zip(input_ids, attention_mask)]
-        vocab = model.seq2seq.get_output_embeddings().weight.size(0)
-        numbers = number_rule(model.codec, vocab, device) if cfg.copy_numbers and model.codec else None
-        constraint = CopyConstraint(sources, K, vocab, device, track_labels=return_labels, numbers=numbers)
-
-    def labels_of(row: int) -> list[int]:
-        return constraint.labels[row] if return_labels and constraint is not None else []
-
-    tokens = torch.full((B * K, 1), start, dtype=torch.long, device=device)
-    beam_scores = torch.zeros(B, K, device=device)
-    beam_scores[:, 1:] = NEG_INF  # the K copies of the start state must not all be expanded
-    beam_scores = beam_scores.view(-1)
-    finished: list[list[tuple[float, list[int], list[int]]]] = [[] for _ in range(B)]
-    done = [False] * B
+    constraint = copy_constraint(model, input_ids, attention_mask, cfg, return_labels)
+    labels_of = constraint.labels if return_labels and constraint is not None else (lambda row: [])
+    beams = Beams(input_ids.size(0), K, model.config.decoder_start_token_id, cfg, input_ids.device)
     cache = None
-
     for step in range(cfg.max_new_tokens):
-        logits, copy_logits, cache = model(None, enc_mask, decoder_input_ids=tokens[:, -1:], encoder_outputs=enc,
+        logits, copy_logits, cache = model(None, enc_mask, decoder_input_ids=beams.tokens[:, -1:], encoder_outputs=enc,
                                            cache=cache, use_cache=True)
         logits = logits[:, -1].float()
-        vocab = logits.size(-1)
         if constraint is None:
-            logprobs = processors(tokens, torch.log_softmax(logits, dim=-1))
+            logprobs = processors(beams.tokens, torch.log_softmax(logits, dim=-1))
         else:
-            allowed = constraint.allowed(copy_logits[:, -1], tokens[:, -1].tolist())
-            masked = torch.log_softmax(logits.masked_fill(~allowed, NEG_INF), dim=-1)
-            logprobs = processors(tokens, masked)
-            # where n-gram blocking leaves a live beam nothing it may copy, copying wins (a statute's title is
-            # copied again whole); where the other rules still leave nothing, the beam stops copying, but the
-            # number rule never yields (it is the other rules that do, if they leave nothing even then)
-            stuck = _stuck(logprobs, beam_scores)
-            if len(stuck) and ngram_free is not processors:
-                logprobs[stuck] = ngram_free(tokens[stuck], masked[stuck])
-                stuck = _stuck(logprobs, beam_scores)
-            if len(stuck):
-                free = torch.log_softmax(logits[stuck].masked_fill(~constraint.release(stuck.tolist()), NEG_INF), -1)
-                ruled = processors(tokens[stuck], free.clone())
-                logprobs[stuck] = torch.where(torch.isfinite(ruled).any(-1, keepdim=True), ruled, free)
-
-        scores = (beam_scores[:, None] + logprobs).view(B, K * vocab)
-        top_scores, top_idx = scores.topk(2 * K, dim=1)
-        top_scores, top_idx = top_scores.tolist(), top_idx.tolist()
-        next_src, next_tok, next_scores = [], [], []
-        for b in range(B):
-            chosen = 0
-            if not done[b]:
-                for rank, (score, flat) in enumerate(zip(top_scores[b], top_idx[b])):
-                    src, tok = b * K + flat // vocab, flat % vocab
-                    if tok == eos:
-                        if rank < K and score > NEG_INF:  # HF: only the top K may finish, the best K are kept
-                            finished[b].append((score / (step + 1) ** cfg.length_penalty, tokens[src, 1:].tolist(),
-                                                labels_of(src)))
-                            finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
-                        continue
-                    next_src.append(src)
-                    next_tok.append(tok)
-                    next_scores.append(score)
-                    chosen += 1
-                    if chosen == K:
-                        break
-                # HF's early stop (early_stopping=False): done once K are finished and the best live beam,
-                # at its current length, no longer beats the worst of them
-                best_live = max(next_scores[len(next_scores) - chosen:], default=NEG_INF)
-                done[b] = len(finished[b]) == K and not (
-                    best_live / (step + 1) ** cfg.length_penalty > finished[b][-1][0])
-            for _ in range(K - chosen):  # finished documents (or too few candidates) keep placeholder beams
-                next_src.append(b * K)
-                next_tok.append(pad)
-                next_scores.append(NEG_INF)
-        if all(done):
+            logprobs = constraint.log_probs(logits, copy_logits[:, -1], beams.tokens, beams.live, processors)
+        moved = beams.select(logprobs, step, eos, pad, labels_of)
+        if moved is None:
             break
-        beam_idx = torch.tensor(next_src, device=device)
-        tokens = torch.cat([tokens[beam_idx], torch.tensor(next_tok, device=device)[:, None]], dim=1)
-        beam_scores = torch.tensor(next_scores, device=device)
-        cache.reorder_cache(beam_idx)
+        rows, tokens = moved
+        cache.reorder_cache(torch.tensor(rows, device=input_ids.device))
         if constraint is not None:
-            constraint.advance(next_src, next_tok)
-
-    best = []
-    for b in range(B):
-        hyps = finished[b]
-        if not done[b]:  # out of steps: the live beams compete as they are
-            for i in range(b * K, b * K + K):
-                score = beam_scores[i].item()
-                if score > NEG_INF:
-                    hyps.append((score / tokens.size(1) ** cfg.length_penalty, tokens[i, 1:].tolist(), labels_of(i)))
-        score, seq, labels = max(hyps, key=lambda h: h[0]) if hyps else (0.0, [], [])
-        best.append((seq, labels if constraint is not None else [0] * len(seq)) if return_labels else seq)
-    return best
+            constraint.advance(rows, tokens)
+    out = []
+    for hyp in beams.best(labels_of):
+        _, seq, labels = hyp if hyp is not None else (0.0, [], [])
+        out.append((seq, labels if constraint is not None else [0] * len(seq)) if return_labels else seq)
+    return out

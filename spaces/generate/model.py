@@ -56,6 +56,11 @@ class CopyGenerator(nn.Module):
         return self.codec.tokenizer
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the output layer: what the decoder can write (a pruned vocabulary's size)."""
+        return self.seq2seq.get_output_embeddings().weight.size(0)
+
+    @property
     def eos_id(self) -> int:
         return self.codec.eos_id if self.codec is not None else self.config.eos_token_id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spaces.cards import CARD, card_sha256, read_card
+from spaces.cards import CARD, CONFIG, GENERATOR, card_sha256, read_card
 from spaces.config import EditConfig, GenerateConfig, GeneratorConfig, load_generator_config
 from spaces.distributed import device
 from spaces.errors import SpacesError
@@ -15,9 +15,6 @@ from spaces.records import ExtractedRecord, Summary
 from spaces.numbers import number_spans
 from spaces.stream import MapRun, map_records
 from spaces.text import CLAUSE_SEPARATORS
-
-KIND = "spaces-generator"
-CONFIG = "config.yaml"
 
 
 def end_cleanly(text: str) -> str:
@@ -65,7 +62,7 @@ def generator_config(model_dir: Path, config: Path | None = None, overrides: dic
     """The config a model dir was trained with (its own config.yaml), or ``config``, plus overrides."""
     saved = Path(model_dir) / CONFIG
     if (Path(model_dir) / CARD).is_file():
-        read_card(model_dir, KIND)  # an extractor dir has a config.yaml too: say what it is, not its keys
+        read_card(model_dir, GENERATOR)  # an extractor dir has a config.yaml too: say what it is, not its keys
     if config is None and not saved.is_file():
         raise SpacesError(f"no {CONFIG} in the generator dir: give --config, or train it with 'spaces generate "
                           "train' (which writes one into model-best/ and model-last/)", str(model_dir))
@@ -73,7 +70,7 @@ def generator_config(model_dir: Path, config: Path | None = None, overrides: dic
 
 
 def generator_card(model_dir: Path) -> dict[str, Any]:
-    return read_card(model_dir, KIND) if (Path(model_dir) / CARD).is_file() else {}
+    return read_card(model_dir, GENERATOR) if (Path(model_dir) / CARD).is_file() else {}
 
 
 def load_generator(model_dir: Path, config: GeneratorConfig):

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from spaces.cards import write_card
+from spaces.cards import CONFIG, GENERATOR, finish_run
 from spaces.config import EditConfig, GenerateConfig, GeneratorConfig, dump_config
 from spaces.errors import SpacesError
 from spaces.generate.data import Example, collate, make_examples, read_training_records
 from spaces.generate.model import CopyGenerator, build_generator
-from spaces.generate.predict import CONFIG, KIND, summarize_records
+from spaces.generate.predict import summarize_records
 from spaces.generate.sparse_softmax import sparse_softmax_cross_entropy
 from spaces.progress import progress
 from spaces.records import ExtractedRecord, file_sha256
@@ -422,15 +422,8 @@ def finish(run: Run, input: Path | str, seconds: float) -> dict:
         "history": state.history,
         "seconds": round(seconds, 1),
     }
-    card = {"data": {"records": len(run.records)}, **fields}
-    if accelerator.is_main_process:
-        dump_config(config, run.output_dir / CONFIG)
-        card = write_card(run.output_dir, KIND, input, len(run.records), **fields)
-        for name in ("model-best", "model-last"):
-            if (run.output_dir / name).is_dir():
-                write_card(run.output_dir / name, KIND, input, len(run.records), **fields)
-    accelerator.wait_for_everyone()
-    return card
+    return finish_run(accelerator, config, run.output_dir, GENERATOR, input, len(run.records), fields,
+                      also=[run.output_dir / "model-best", run.output_dir / "model-last"])
 
 
 def train_generator(config: GeneratorConfig, input: Path | str, output_dir: Path) -> dict:

@@ -1,4 +1,5 @@
-"""Plain reference implementations on top of rouge-chinese, to prove the fast ones equal.
+"""Plain reference implementations on top of rouge-chinese, to prove the fast ones equal (the tests) and to
+time them against (the benches); it needs the ``dev`` extra, and nothing in the pipeline imports it.
 
 This is how SPACES itself scored (``compute_rouge`` / ``extract_matching`` in its repository),
 written out again on the same package: slow, obviously right.
