@@ -99,6 +99,43 @@ def tune_selection(sel: SelectConfig, score) -> tuple[SelectConfig, list[dict]]:
     return sel.model_copy(update={"threshold": best["threshold"], "budget": best["budget"]}), sweep
 
 
+def _train_fold(k: int, config: ExtractConfig, accelerator, examples: list[Example], vectors: list[np.ndarray],
+                train_idx: list[int], val_idx: list[int], rng: np.random.Generator, scorer: _Scorer, bar
+                ) -> tuple[DGCNN, dict]:
+    """One fold's DGCNN, trained on ``train_idx`` with every process taking its share of each batch, at its best
+    epoch on ``val_idx``; and the fold's line for the card."""
+    t = config.train
+    rank, size = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(t.seed + k)
+    model = DGCNN(vectors[0].shape[1], config.model.hidden_size, config.model.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    best = (-1.0, 0, None)
+    for epoch in range(t.epochs):
+        model.train()
+        order = rng.permutation(train_idx)
+        for s in range(0, len(order), t.batch_size):
+            batch = order[s: s + t.batch_size]
+            local = list(batch[rank::size]) or [batch[0]]  # every rank must step: a spare one weighs 0
+            share = sum(len(vectors[i]) for i in batch[rank::size])
+            x, mask, y = (v.to(accelerator.device) for v in
+                          pad_batch([vectors[i] for i in local], [examples[i].labels for i in local]))
+            # weighted so that DDP's mean over ranks is the mean over all clauses of the batch
+            weight = size * share / sum(len(vectors[i]) for i in batch)
+            loss = masked_bce(wrapped(x, mask), y, mask) * weight
+            optimizer.zero_grad()
+            accelerator.backward(loss)
+            optimizer.step()
+        score = scorer.mean(val_idx, clause_probs([model], [vectors[i] for i in val_idx]), config.select)
+        if score > best[0]:
+            best = (score, epoch + 1, {n: p.detach().clone() for n, p in model.state_dict().items()})
+        bar.update()
+    model.load_state_dict(best[2])
+    del wrapped, optimizer
+    accelerator.free_memory()  # SPACES's 15 folds must not hold 15 models and optimizers
+    return model, {"fold": k, "records": len(val_idx), "best_epoch": best[1], "val_score": best[0]}
+
+
 def train_extractor(config: ExtractConfig, input: Path | str | Sequence[Path | str], output_dir: Path) -> dict:
     """Train ``config.train.folds`` DGCNN taggers; write them, the card and oof.jsonl into ``output_dir``."""
     start_time = time.perf_counter()
@@ -109,7 +146,6 @@ def train_extractor(config: ExtractConfig, input: Path | str | Sequence[Path | s
                           ", ".join(input_paths(input)))
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    rank, size = accelerator.process_index, accelerator.num_processes
     encoder = SentenceEncoder(config.model.name_or_path, config.model.max_length, config.model.encode_batch_size,
                               device=str(accelerator.device), quantize=config.model.quantize)
     all_clauses = [c for ex in examples for c in ex.clauses]
@@ -125,41 +161,14 @@ def train_extractor(config: ExtractConfig, input: Path | str | Sequence[Path | s
     folds = []
     with progress(None, t.folds * t.epochs, "train folds", unit="epoch") as bar:
         for k in range(t.folds):
-            torch.manual_seed(t.seed + k)
             train_idx = [i for i in range(len(examples)) if fold_of[i] != k]
             val_idx = [i for i in range(len(examples)) if fold_of[i] == k]
-            model = DGCNN(vectors[0].shape[1], config.model.hidden_size, config.model.dropout)
-            optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
-            wrapped, optimizer = accelerator.prepare(model, optimizer)
-            best = (-1.0, 0, None)
-            for epoch in range(t.epochs):
-                model.train()
-                order = rng.permutation(train_idx)
-                for s in range(0, len(order), t.batch_size):
-                    batch = order[s: s + t.batch_size]
-                    local = list(batch[rank::size]) or [batch[0]]  # every rank must step: a spare one weighs 0
-                    share = sum(len(vectors[i]) for i in batch[rank::size])
-                    x, mask, y = (v.to(accelerator.device) for v in
-                                  pad_batch([vectors[i] for i in local], [examples[i].labels for i in local]))
-                    # weighted so that DDP's mean over ranks is the mean over all clauses of the batch
-                    weight = size * share / sum(len(vectors[i]) for i in batch)
-                    loss = masked_bce(wrapped(x, mask), y, mask) * weight
-                    optimizer.zero_grad()
-                    accelerator.backward(loss)
-                    optimizer.step()
-                probs = clause_probs([model], [vectors[i] for i in val_idx])
-                score = scorer.mean(val_idx, probs, sel)
-                if score > best[0]:
-                    best = (score, epoch + 1, {n: p.detach().clone() for n, p in model.state_dict().items()})
-                bar.update()
-            model.load_state_dict(best[2])
+            model, fold = _train_fold(k, config, accelerator, examples, vectors, train_idx, val_idx, rng, scorer, bar)
             if accelerator.is_main_process:
                 save_fold(model, output_dir / f"fold-{k}.safetensors")
             for i, p in zip(val_idx, clause_probs([model], [vectors[i] for i in val_idx])):
                 oof[i] = p
-            folds.append({"fold": k, "records": len(val_idx), "best_epoch": best[1], "val_score": best[0]})
-            del wrapped, optimizer
-            accelerator.free_memory()  # SPACES's 15 folds must not hold 15 models and optimizers
+            folds.append(fold)
 
     selection, sweep = tune_selection(sel, lambda s: scorer.mean(list(range(len(examples))), oof, s))
     oof_score = scorer.mean(list(range(len(examples))), oof, selection)
