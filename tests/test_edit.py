@@ -118,6 +118,22 @@ def test_a_number_goes_with_its_unit_and_its_di():
     assert "依照规定" in realize(text, spans, first, [""] * len(spans))  # no 条 left behind
 
 
+def test_a_date_a_range_and_a_list_number_are_kept_or_deleted_whole():
+    """Deleting 2015年7月1日至2016年11月 and keeping 3日 would leave a number the source holds (3日) that means
+    something else; keeping 1 without its 、 runs it into the claim (请求：1被告)."""
+    text = "请求：1、被告支付原告2015年7月1日至2016年11月3日的工资；2、驳回。"
+    spans = chars(text)
+    cut = text.index("3日")
+    keep = [not (text.index("2015") <= i < cut) for i in range(len(text))]
+    summary = realize(text, spans, keep, [""] * len(spans))
+    assert "原告的工资" in summary, summary  # the range goes whole: most of its characters were deleted
+    mark = text.index("、")
+    keep = [i != mark for i in range(len(text))]  # 1 kept, its 、 deleted: a tie of the pair keeps both
+    assert "请求：1、被告" in realize(text, spans, keep, [""] * len(spans))
+    # （1） goes whole by its majority: never a lone （ left open
+    assert realize("请求：（1）被告。", chars("请求：（1）被告。"), [True] * 4 + [False] * 2 + [True] * 3, [""] * 9) == "请求：被告。"
+
+
 def test_edit_marks_show_every_deletion_and_insertion_in_place():
     text = "原告张三诉被告李四纠纷一案，"
     spans = chars(text)

@@ -25,6 +25,8 @@ PUNCTUATION = "。；：，、,;:"
 _STRENGTH = {c: i for i, c in enumerate("、,，;；:：。")}  # of two marks meeting at a join, the stronger stays
 _TITLE = re.compile(r"《[^《》]*》")
 _UNIT = re.compile(f"\\s*(?:{UNITS})")
+_RANGE = "至到-－—~～"  # one of these between two numbers makes a range
+_LIST_AFTER = "：:；;，,。\n"  # a number after one of these, and followed by 、, is a list number
 
 Span = tuple[int, int]
 
@@ -79,10 +81,34 @@ def _with_unit(text: str, start: int, end: int) -> Span:
     return (start - 1 if start and text[start - 1] == "第" else start), (unit.end() if unit else end)
 
 
+def _list_marker(text: str, span: Span) -> Span:
+    """A list number with its mark (1、 （2）): keeping the number alone would run it into the text (请求：1被告)."""
+    start, end = span
+    opened = start and text[start - 1] in "（("
+    if opened and end < len(text) and text[end] in "）)":
+        return start - 1, end + 1
+    if not opened and end < len(text) and text[end] in "、．" and (not start or text[start - 1] in _LIST_AFTER):
+        return start, end + 1
+    return span
+
+
+def _dates_and_ranges(spans: list[Span], text: str) -> list[Span]:
+    """Numbers that meet (2016年11月3日) or make a range (7月1日至11月3日) as one span: keeping a part of a date
+    would make another date (3日), a part of a range another period."""
+    out: list[Span] = []
+    for s, e in sorted(spans):
+        if out and (s <= out[-1][1] or (text[out[-1][1]:s] in _RANGE and s - out[-1][1] == 1)):
+            out[-1] = (out[-1][0], max(e, out[-1][1]))
+        else:
+            out.append((s, e))
+    return out
+
+
 def _protected(text: str) -> tuple[list[Span], list[Span]]:
-    """Spans that stay whole (numbers with their units, citations, titles) and stray title marks that never
-    stay."""
-    whole = [_with_unit(text, s, e) for s, e, _ in number_spans(text)] + [(s, e) for s, e, _ in citation_spans(text)]
+    """Spans that stay whole (numbers with their units, dates, ranges and list marks, citations, titles) and
+    stray title marks that never stay."""
+    numbers = _dates_and_ranges([_list_marker(text, _with_unit(text, s, e)) for s, e, _ in number_spans(text)], text)
+    whole = numbers + [(s, e) for s, e, _ in citation_spans(text)]
     titles = [m.span() for m in _TITLE.finditer(text)]
     whole += titles
     stray = [(i, i + 1) for i, c in enumerate(text) if c in "《》" and not any(s <= i < e for s, e in titles)]
@@ -181,8 +207,8 @@ def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequen
             return pieces
         at = [k for k, j in enumerate(joins) if any(s <= j <= e for s, e in bad)]
         nearest = min(range(len(joins)), key=lambda k: min(abs(joins[k] - s) for s, _ in bad))
-        for k in sorted(at or [nearest], reverse=True):
-            pieces = _close_up(pieces, k + 1)
+        # one join at a time: closing one can remove two pieces, which moves the joins after it
+        pieces = _close_up(pieces, max(at, default=nearest) + 1)
 
 
 def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]) -> str:

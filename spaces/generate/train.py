@@ -35,6 +35,7 @@ from spaces.generate.data import Example, collate, make_examples, read_training_
 from spaces.generate.model import CopyGenerator, build_generator
 from spaces.generate.predict import summarize_records
 from spaces.generate.sparse_softmax import sparse_softmax_cross_entropy
+from spaces.partial import partial_path, recover_dir, swap_in_dir, write_dir_atomic
 from spaces.progress import progress
 from spaces.records import ExtractedRecord, file_sha256
 from spaces.rouge import score_texts
@@ -275,32 +276,6 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
             return
 
 
-def _partial(target: Path) -> Path:
-    return target.with_name(target.name + ".partial")
-
-
-def _swap_in(target: Path) -> None:
-    """Put the finished ``TARGET.partial`` in place of ``target``: a kill never leaves half a dir under its name."""
-    old = target.with_name(target.name + ".old")
-    if target.exists():
-        target.rename(old)
-    _partial(target).rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _replace_dir(save, target: Path) -> None:
-    shutil.rmtree(_partial(target), ignore_errors=True)
-    save(_partial(target))
-    _swap_in(target)
-
-
-def _recover(target: Path) -> None:
-    """A kill between the two renames of ``_replace_dir`` leaves only ``.old``: take it back."""
-    old = target.with_name(target.name + ".old")
-    if not target.exists() and old.exists():
-        old.rename(target)
-
-
 def _save_model(model, path: Path, config: GeneratorConfig) -> None:
     model.save(path)
     dump_config(config, path / CONFIG)
@@ -339,7 +314,7 @@ class Run:
     def save_checkpoint(self) -> None:
         """Every process saves its part (accelerate keeps per-process RNG states) into one new dir."""
         accelerator, checkpoint = self.accelerator, self.output_dir / "checkpoint"
-        tmp = _partial(checkpoint)
+        tmp = partial_path(checkpoint)
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
@@ -349,12 +324,12 @@ class Run:
             self.trainer.state.save(tmp / STATE)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            _swap_in(checkpoint)
+            swap_in_dir(checkpoint)
         accelerator.wait_for_everyone()
 
     def save_model(self, which: str, name: str) -> None:
         if self.accelerator.is_main_process:
-            _replace_dir(lambda p: _save_model(self.trainer.weights(which), p, self.trainer.config),
+            write_dir_atomic(lambda p: _save_model(self.trainer.weights(which), p, self.trainer.config),
                          self.output_dir / name)
 
 
@@ -371,7 +346,7 @@ def prepare(recipe, config: GeneratorConfig, input: Path | str, output_dir: Path
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "checkpoint"
     for d in (checkpoint, output_dir / "model-best", output_dir / "model-last"):
-        _recover(d)
+        recover_dir(d)
     resuming = (checkpoint / STATE).is_file()
     torch.manual_seed(t.seed)
     run = {"data_sha256": file_sha256(input), "config": config.model_dump(mode="json", exclude={"train": {"epochs"}})}
