@@ -20,16 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.cards import card_sha256
 from pydantic import ValidationError
 
+from spaces.cards import card_sha256
 from spaces.config import DataConfig, SummarizeConfig, UseGenerator, load_config
 from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
-
-BATCH_DOCUMENTS = 8  # judgments per batch when only the extractor runs (the generator's: decode.batch_size)
-
 
 @dataclass
 class SummarizeRun(MapRun):
@@ -111,6 +108,9 @@ class Summarizer:
 
     @property
     def batch_size(self) -> int:
+        """Judgments per batch: the generator's decode.batch_size, or the extractor's when it runs alone."""
+        from spaces.extract.predict import BATCH_DOCUMENTS
+
         return self.generator_config.decode.batch_size if self.use_generator else BATCH_DOCUMENTS
 
     def summarize_documents(self, docs: list[Document]) -> list[tuple[ExtractedRecord, Summary]]:
