@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -12,8 +13,8 @@ from tests.conftest import JUDGMENTS, document_text, edit_tiny, read_jsonl
 from spaces.citations import citations
 from spaces.cli import app
 from spaces.config import EditConfig, load_generator_config
-from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, edit_marks,
-                                  mine_phrases, realize, unit_spans)
+from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, by_words,
+                                  edit_marks, mine_phrases, realize, unit_spans)
 from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 
@@ -134,6 +135,25 @@ def test_a_date_a_range_and_a_list_number_are_kept_or_deleted_whole():
     assert realize("请求：（1）被告。", chars("请求：（1）被告。"), [True] * 4 + [False] * 2 + [True] * 3, [""] * 9) == "请求：被告。"
 
 
+def test_the_keep_decision_is_taken_per_word():
+    """陈 likely kept and 述 likely deleted would leave 陈 alone; per word they share one p(keep), and a unit that
+    straddles two words (原告的 as one unit) chains them."""
+    text = "故原告的陈述自相矛盾。"
+    spans = chars(text)
+    keep = np.full(len(spans), 0.9)
+    keep[text.index("述")] = 0.1
+    smoothed = by_words(text, spans, keep)
+    i = text.index("陈")
+    assert smoothed[i] == smoothed[i + 1] == 0.5 and smoothed[0] == 0.9
+    for threshold in (0.3, 0.7):
+        summary = realize(text, spans, (smoothed > threshold).tolist(), [""] * len(spans))
+        assert ("陈" in summary) == ("述" in summary), summary
+    straddling = [(0, 1), (1, 4), (4, 6), (6, 11)]  # 故 | 原告的 | 陈述 | 自相矛盾。
+    assert by_words(text, straddling, np.array([0.2, 0.4, 0.6, 0.8])).tolist() == [0.2, 0.4, 0.6, 0.8]
+    glued = [(0, 2), (2, 11)]  # 故原 | 告的陈述…: 原告 is in both, so the two units are one decision
+    assert by_words(text, glued, np.array([0.2, 0.8])).tolist() == [0.5, 0.5]
+
+
 def test_edit_marks_show_every_deletion_and_insertion_in_place():
     text = "原告张三诉被告李四纠纷一案，"
     spans = chars(text)
@@ -198,9 +218,12 @@ def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_ber
     for r, tagged in zip(records, tag_records(model, records)):
         windows = model.windows(r.extract)
         tags = [t for w in window_tags(windows, r.extract, r.reference) for t in zip(w.keep, w.insert)]
-        best = realize(r.extract, tagged.units, [k for k, _ in tags],
-                       [p if p in model.phrases else "" for _, p in tags])
-        assert tagged.summary(0.5) == best  # the references as closely as the tags and phrases can reach them
+        # the references as closely as the tags and phrases can reach them, deciding per word: where the
+        # alignment keeps half a word (诉讼 → 诉), the model's own probabilities break the tie
+        oracle = by_words(r.extract, tagged.units, np.array([float(k) for k, _ in tags]))
+        keep = np.where(oracle == 0.5, tagged.keep > 0.5, oracle > 0.5)
+        best = realize(r.extract, tagged.units, keep.tolist(), [p if p in model.phrases else "" for _, p in tags])
+        assert tagged.summary(0.5) == best
     model.save(tmp_path / "editor")
     loaded = Editor.load(tmp_path / "editor")
     ids, mask = batch[0], batch[1]

@@ -16,9 +16,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from spaces.citations import citation_spans, unsupported_spans
 from spaces.generate.copy import lcs_alignment
 from spaces.numbers import CHINESE_NUMERALS, UNITS, number_spans
+from spaces.text import words
 
 NOT_IN_PHRASES = frozenset("0123456789０１２３４５６７８９" + CHINESE_NUMERALS + "第《》〈〉")
 PUNCTUATION = "。；：，、,;:"
@@ -61,6 +64,38 @@ def alignment_tags(text: str, spans: Sequence[Span], reference: str) -> EditTags
         if kept:
             last = matched[-1]
     return EditTags(keep, insert)
+
+
+def by_words(text: str, spans: Sequence[Span], keep: np.ndarray) -> np.ndarray:
+    """Each unit's p(keep) as the mean over the units that share a word with it (jieba's own dictionary,
+    words chained where a unit straddles two): the decision is taken per word, so a word is never cut in half
+    (故原告的陈述自相矛盾 → 原告的陈自相矛盾)."""
+    parent = list(range(len(spans)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    at, first = 0, 0
+    for word in words(text):
+        a, b = at, at + len(word)
+        at = b
+        while first < len(spans) and spans[first][1] <= a:
+            first += 1
+        i = first
+        while i + 1 < len(spans) and spans[i + 1][0] < b:
+            parent[root(i + 1)] = root(first)
+            i += 1
+    groups: dict[int, list[int]] = {}
+    for i in range(len(spans)):
+        groups.setdefault(root(i), []).append(i)
+    out = np.asarray(keep, dtype=float).copy()
+    for members in groups.values():
+        if len(members) > 1:
+            out[members] = out[members].mean()
+    return out
 
 
 def allowed_phrase(phrase: str, max_chars: int) -> bool:

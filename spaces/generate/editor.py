@@ -27,7 +27,8 @@ from torch import nn
 
 from spaces.config import EditConfig
 from spaces.errors import SpacesError
-from spaces.generate.edit import EditTags, Span, alignment_tags, edit_marks, mine_phrases, realize, unit_spans
+from spaces.generate.edit import (EditTags, Span, alignment_tags, by_words, edit_marks, mine_phrases, realize,
+                                  unit_spans)
 from spaces.hf import hf_quiet
 from spaces.partial import save_tensors, share
 from spaces.records import ExtractedRecord
@@ -364,7 +365,7 @@ class Tagged:
 
 @torch.no_grad()
 def tag_records(model: Editor, records: list[ExtractedRecord]) -> list[Tagged]:
-    """One encoder pass over every window of a batch of extracts."""
+    """One encoder pass over every window of a batch of extracts; p(keep) is then taken per word (``by_words``)."""
     was_training = model.training
     model.eval()
     windows = [(n, w) for n, r in enumerate(records) for w in model.windows(r.extract)]
@@ -386,7 +387,8 @@ def tag_records(model: Editor, records: list[ExtractedRecord]) -> list[Tagged]:
     units: list[list[Span]] = [[] for _ in records]
     for n, w in windows:
         units[n] += w.units
-    return [Tagged(r.extract, units[n], np.asarray(keep_p[n]), inserts[n]) for n, r in enumerate(records)]
+    return [Tagged(r.extract, units[n], by_words(r.extract, units[n], np.asarray(keep_p[n])), inserts[n])
+            for n, r in enumerate(records)]
 
 
 def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConfig
