@@ -82,7 +82,9 @@ def generator_point(config: str, oof: Path, extracted: Path, out: Path, test: li
     if not trained:
         run([*SPACES, "generate", "train", "-c", config, "-i", oof, "-o", out, "--data.user_dict", user_dict])
     card = json.loads((out / "card.json").read_text())
-    run([*SPACES, "generate", "predict", "-m", out / "model-best", "-i", extracted, "-o", out / "test-generated.jsonl"])
+    predictions = out / "test-generated.jsonl"
+    if not predictions.is_file() or predictions.stat().st_mtime < (out / "card.json").stat().st_mtime:
+        run([*SPACES, "generate", "predict", "-m", out / "model-best", "-i", extracted, "-o", predictions])
     return {"validation": card["validation"], "best_epoch": (card["best"] or {}).get("epoch"),
             "seconds": card["seconds"], "held_out": held_out_score(out / "test-generated.jsonl", test, user_dict)}
 
@@ -115,7 +117,8 @@ def main() -> int:
         if not whole:
             d.mkdir(exist_ok=True)
             (d / "labeled.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")  # the same every run
-        # a point (or variant) an earlier run finished is read back, not trained again (a rerun resumes)
+        # a point (or variant) an earlier run finished is read back, not trained again (a rerun resumes; a
+        # model's held-out predictions are made again only when the model is newer than them)
         point = {"records": n, "folds": min(5, n), "extractor": extractor_point(
             d / "labeled.jsonl", d / "extractor", test, args.user_dict, min(5, n), [],
             trained=whole or (d / "extractor" / "card.json").is_file())}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from spaces.config import dump_config
 from spaces.errors import SpacesError
 from spaces.records import display_name, file_sha256, input_paths, write_json
 
@@ -50,8 +51,6 @@ def finish_run(accelerator, config, model_dir: Path, kind: str, data: Path | str
     """The end of a training run, the same for every stage: on the main process only, ``write()`` (the stage's
     own files), then ``config.yaml`` and the card in ``model_dir`` and the card in each of ``also`` that
     exists (``model-best/``, ``model-last/``); every process waits for it, and each returns the card."""
-    from spaces.config import dump_config
-
     card = {"data": {"records": records}, **fields}
     if accelerator.is_main_process:
         if write is not None:
