@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,8 +111,24 @@ def editor() -> str | None:
                                       v["generator_beats_extract"] else " — so `summarize` (auto) prints the extract."),
              "", f"Phrase vocabulary: {phrases['size']} phrases; coverage (training references the tags reach exactly) "
              f"{phrases['coverage']:.2f}. The most used: {top}.", "",
-             *history(card)]
+             *edits(RUNS / "cail2020" / "test-edited.jsonl"), *history(card)]
     return "\n".join(lines)
+
+
+def edits(path: Path) -> list[str]:
+    """What the editor did to the held-out extracts, from the edit marks of its summaries."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    if not records:
+        return []
+    kept = sum(len(t) for r in records for op, t in r["edits"] if op == "keep")
+    deleted = sum(len(t) for r in records for op, t in r["edits"] if op == "delete")
+    inserted = Counter(t for r in records for op, t in r["edits"] if op == "insert")
+    lengths = sorted(len(r["summary"]) for r in records)
+    top = ", ".join(f"{p} ({n})" for p, n in inserted.most_common(5))
+    return [f"On the {len(records)} held-out extracts (`runs/cail2020/test-edited.jsonl`, its `edits`): "
+            f"{deleted / (kept + deleted):.1%} of the extracts' characters deleted; {sum(inserted.values())} "
+            f"phrases inserted ({top or 'none'}); summaries of median {statistics.median(lengths):.0f} characters "
+            f"(90th percentile {lengths[round(0.9 * (len(lengths) - 1))]}).", ""]
 
 
 def editor_cv() -> str | None:
