@@ -28,6 +28,7 @@ from spaces.errors import SpacesError
 from spaces.records import Document, ExtractedRecord, Summary, check_unicode, document_from, read_documents
 from spaces.stream import MapRun, map_records
 
+
 @dataclass
 class SummarizeRun(MapRun):
     truncated: int = 0  # judgments longer than data.max_clauses (their first clauses dropped)
