@@ -229,8 +229,8 @@ class CopyConstraint:
         masked = torch.log_softmax(logits.masked_fill(~self._mask(copy_logits, last), NEG_INF), dim=-1)
         out = processors(tokens, masked)
         stuck = _stuck(out, live)
-        ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
-        if len(stuck) and len(ngram_free) < len(processors):
+        if len(stuck) and any(isinstance(p, NoRepeatNGramLogitsProcessor) for p in processors):
+            ngram_free = LogitsProcessorList(p for p in processors if not isinstance(p, NoRepeatNGramLogitsProcessor))
             out[stuck] = ngram_free(tokens[stuck], masked[stuck])
             stuck = _stuck(out, live)
         if len(stuck):

@@ -132,7 +132,7 @@ def _dates_and_ranges(spans: list[Span], text: str) -> list[Span]:
     would make another date (3日), a part of a range another period."""
     out: list[Span] = []
     for s, e in sorted(spans):
-        if out and (s <= out[-1][1] or (text[out[-1][1]:s] in _RANGE and s - out[-1][1] == 1)):
+        if out and (s <= out[-1][1] or (s - out[-1][1] == 1 and text[out[-1][1]] in _RANGE)):
             out[-1] = (out[-1][0], max(e, out[-1][1]))
         else:
             out.append((s, e))
