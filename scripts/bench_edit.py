@@ -6,7 +6,7 @@ Loads the two models `make reproduce-cail` trained (RUN_DIR/editor/model-best, R
 and summarizes the held-out extracts (RUN_DIR/test-extracted.jsonl) in process with each, at each model's
 own decode settings and batch size, best of REPEAT passes. The editor is one encoder pass per window; the
 generator runs beam search over its KV cache. Target: the editor >= 50x faster per document. Also: the
-editor's windows, tokens and padded token slots, and the editor with torch's dynamic int8 encoder (how much
+editor's windows and tokens, and the editor with torch's dynamic int8 encoder (how much
 faster, how many summaries it changes; not shipped).
 """
 
@@ -39,14 +39,10 @@ def seconds_per_document(model, config, records: list, repeat: int) -> tuple[flo
     return best / len(records), out
 
 
-def padding(model, records: list, size: int) -> tuple[int, int, int]:
-    """Windows, their tokens, and the token slots the encoder computes (each batch padded to its longest)."""
-    lengths = [[len(w.ids) for w in model.windows(r.extract)] for r in records]
-    slots = 0
-    for i in range(0, len(records), size):
-        batch = [n for doc in lengths[i:i + size] for n in doc]
-        slots += len(batch) * max(batch, default=0)
-    return sum(map(len, lengths)), sum(map(sum, lengths)), slots
+def windows_and_tokens(model, records: list) -> tuple[int, int]:
+    """The editor's windows and their tokens: what its encoder computes (each window alone, unpadded)."""
+    lengths = [len(w.ids) for r in records for w in model.windows(r.extract)]
+    return len(lengths), sum(lengths)
 
 
 def main() -> int:
@@ -65,7 +61,7 @@ def main() -> int:
     edit_config, beam_config = generator_config(editor), generator_config(generator)
     model = load_generator(editor, edit_config)
     edit, summaries = seconds_per_document(model, edit_config, records, args.repeat)
-    windows, tokens, slots = padding(model, records, edit_config.decode.batch_size)
+    windows, tokens = windows_and_tokens(model, records)
     # torch's dynamic int8 on the encoder's linear layers (deprecated in torch, fine for a measurement; not shipped)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,7 +70,7 @@ def main() -> int:
     beam, _ = seconds_per_document(load_generator(generator, beam_config), beam_config, records, args.repeat)
     print(f"{len(records)} extracts, {chars:.0f} characters on average; {torch.get_num_threads()} threads")
     print(f"editor (one encoder pass per window): {edit * 1000:.1f} ms per document "
-          f"({windows} windows, {tokens} tokens, {slots} token slots with padding)")
+          f"({windows} windows, {tokens} tokens)")
     print(f"  with a dynamic int8 encoder:         {int8 * 1000:.1f} ms per document, x{edit / int8:.2f}; "
           f"{sum(a != b for a, b in zip(summaries, int8_summaries))}/{len(records)} summaries differ from fp32")
     print(f"seq2seq generator (beam search):      {beam * 1000:.1f} ms per document")

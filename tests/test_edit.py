@@ -198,6 +198,18 @@ def test_a_long_extract_is_cut_into_windows_at_clause_boundaries_and_nothing_is_
     assert all(text[e - 1] in "。；：，" for e in ends)  # each window starts a clause
 
 
+def test_a_records_tags_never_depend_on_the_records_beside_it(tiny_bert):
+    """Each window is encoded alone: the same bytes whatever batch (or resume point) a record falls in."""
+    from spaces.generate.editor import EditRecipe, tag_records
+
+    short, *others = fixture_records(3, chars_=300)
+    short = record("s", short.extract[:40], short.reference)
+    torch.manual_seed(0)
+    model = EditRecipe(edit_config(tiny_bert)).build([short, *others])
+    alone, beside = tag_records(model, [short])[0], tag_records(model, [*others, short])[-1]
+    assert alone.keep.tobytes() == beside.keep.tobytes() and alone.insert == beside.insert
+
+
 def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_bert, tmp_path):
     from spaces.generate.editor import EditRecipe, Editor, tag_records, window_tags
 

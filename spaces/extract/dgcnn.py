@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 DILATIONS = (1, 2, 4, 8, 1, 1)
+# how far one convolution reads on either side: masked clauses this many wide keep two documents apart
+REACH = max(DILATIONS)
 
 
 class GatedConvBlock(nn.Module):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from spaces.cards import CARD, CONFIG, EXTRACTOR, read_card
 from spaces.config import ExtractConfig, ExtractModelConfig, SelectConfig, load_config
 from spaces.errors import SpacesError
-from spaces.extract.dgcnn import DGCNN
+from spaces.extract.dgcnn import DGCNN, REACH
 from spaces.extract.sections import ROLES, position_in_section
 from spaces.partial import save_tensors
 from spaces.records import ExtractedRecord
@@ -61,18 +61,22 @@ def document_features(flat: np.ndarray, roles: Sequence[Sequence[str]], model: E
     return out
 
 
-def pad_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
-    """Documents of clause vectors -> padded [B, T, D] tensor, mask [B, T] and (optional) 0/1 targets."""
-    longest = max(len(v) for v in vectors)
-    dim = vectors[0].shape[1]
-    x = torch.zeros(len(vectors), longest, dim)
-    mask = torch.zeros(len(vectors), longest)
-    y = torch.zeros(len(vectors), longest)
+def pack_batch(vectors: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
+    """Documents of clause vectors -> one row [1, L, D], its mask [1, L] and (optional) 0/1 targets.
+
+    The documents lie end to end with ``REACH`` masked clauses between them: no convolution reaches across
+    the gap, so each document's outputs are its outputs alone (up to float rounding), and the batch costs
+    its clauses rather than its longest document times its size (random batches of 4 CAIL judgments: 71%
+    of a padded batch is real clauses)."""
+    dim, total = vectors[0].shape[1], sum(len(v) for v in vectors) + REACH * (len(vectors) - 1)
+    x, mask, y = torch.zeros(1, total, dim), torch.zeros(1, total), torch.zeros(1, total)
+    start = 0
     for b, v in enumerate(vectors):
-        x[b, : len(v)] = torch.from_numpy(v)
-        mask[b, : len(v)] = 1
+        x[0, start:start + len(v)] = torch.from_numpy(v)
+        mask[0, start:start + len(v)] = 1
         if labels is not None:
-            y[b, list(labels[b])] = 1
+            y[0, [start + i for i in labels[b]]] = 1
+        start += len(v) + REACH
     return x, mask, y
 
 

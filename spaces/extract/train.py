@@ -23,7 +23,7 @@ from spaces.extract.dgcnn import DGCNN, masked_bce
 from spaces.extract.encoders import SentenceEncoder
 from spaces.extract.oracle import label_document
 from spaces.extract.sections import section_roles
-from spaces.extract.tagger import (clause_probs, document_features, extracted_record, pad_batch, save_fold,
+from spaces.extract.tagger import (clause_probs, document_features, extracted_record, pack_batch, save_fold,
                                    select)
 from spaces.progress import progress
 from spaces.records import (STDIO, JsonlWriter, LabeledRecord, display_name, input_paths, read_documents, read_jsonl,
@@ -119,7 +119,7 @@ def _train_fold(k: int, config: ExtractConfig, accelerator, examples: list[Examp
             local = list(batch[rank::size]) or [batch[0]]  # every rank must step: a spare one weighs 0
             share = sum(len(vectors[i]) for i in batch[rank::size])
             x, mask, y = (v.to(accelerator.device) for v in
-                          pad_batch([vectors[i] for i in local], [examples[i].labels for i in local]))
+                          pack_batch([vectors[i] for i in local], [examples[i].labels for i in local]))
             # weighted so that DDP's mean over ranks is the mean over all clauses of the batch
             weight = size * share / sum(len(vectors[i]) for i in batch)
             loss = masked_bce(wrapped(x, mask), y, mask) * weight

@@ -365,24 +365,21 @@ class Tagged:
 
 @torch.no_grad()
 def tag_records(model: Editor, records: list[ExtractedRecord]) -> list[Tagged]:
-    """One encoder pass over every window of a batch of extracts; p(keep) is then taken per word (``by_words``)."""
+    """One encoder pass over each window of each extract; p(keep) is then taken per word (``by_words``).
+
+    Each window is encoded alone, unpadded: a record's tags are the same bytes whatever records share its
+    batch, and no slot is spent on padding (CAIL extracts padded to their batch's longest window: 44% more)."""
     was_training = model.training
     model.eval()
     windows = [(n, w) for n, r in enumerate(records) for w in model.windows(r.extract)]
     at = next(model.parameters()).device
     keep_p: list[list[float]] = [[] for _ in records]
     inserts: list[list[str]] = [[] for _ in records]
-    if windows:
-        longest = max(len(w.ids) for _, w in windows)
-        ids = torch.full((len(windows), longest), model.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, (_, w) in enumerate(windows):
-            ids[i, :len(w.ids)], mask[i, :len(w.ids)] = torch.tensor(w.ids), 1
-        keep_logits, phrase_logits = model(ids.to(at), mask.to(at))
-        keep, phrase = keep_logits.float().sigmoid().cpu(), phrase_logits.argmax(-1).cpu()
-        for i, (n, w) in enumerate(windows):
-            keep_p[n] += keep[i, w.positions].tolist()
-            inserts[n] += [model.phrases[k - 1] if k else "" for k in phrase[i, w.positions].tolist()]
+    for n, w in windows:
+        ids = torch.tensor([w.ids], device=at)
+        keep_logits, phrase_logits = model(ids, torch.ones_like(ids))
+        keep_p[n] += keep_logits[0, w.positions].float().sigmoid().tolist()
+        inserts[n] += [model.phrases[k - 1] if k else "" for k in phrase_logits[0, w.positions].argmax(-1).tolist()]
     model.train(was_training)
     units: list[list[Span]] = [[] for _ in records]
     for n, w in windows:
