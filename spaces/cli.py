@@ -129,11 +129,11 @@ def root(
 
 @app.command("config")
 def config_command(
-    stage: Annotated[str, typer.Argument(help="extract, generate or summarize.")],
+    stage: Annotated[str, typer.Argument(help=", ".join(STAGES) + ".")],
 ) -> None:
     """Print a stage's default config as commented YAML: a starting point for your own.
 
-    The shipped `configs/extract.yaml` and `configs/generate.yaml` are exactly this output.
+    The shipped `configs/extract.yaml`, `configs/generate.yaml` and `configs/edit.yaml` are exactly this output.
     """
     if stage not in STAGES:
         raise SpacesError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")

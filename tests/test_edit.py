@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.conftest import JUDGMENTS, document_text, edit_tiny, read_jsonl
 from spaces.citations import citations
 from spaces.cli import app
-from spaces.config import EditConfig, load_generator_config
+from spaces.config import EditConfig, EditDecodeConfig, load_generator_config
 from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, by_words,
                                   edit_marks, mine_phrases, realize, unit_spans)
 from spaces.numbers import numbers
@@ -208,6 +208,24 @@ def test_a_records_tags_never_depend_on_the_records_beside_it(tiny_bert):
     model = EditRecipe(edit_config(tiny_bert)).build([short, *others])
     alone, beside = tag_records(model, [short])[0], tag_records(model, [*others, short])[-1]
     assert alone.keep.tobytes() == beside.keep.tobytes() and alone.insert == beside.insert
+
+
+def test_decode_mixed_precision_bf16_tags_under_autocast(tiny_bert, monkeypatch):
+    """``decode.mixed_precision: bf16`` reaches the encoder pass: probabilities move by bf16's rounding only."""
+    from spaces.generate import editor
+
+    records = fixture_records()
+    torch.manual_seed(0)
+    model = editor.EditRecipe(edit_config(tiny_bert)).build(records)
+    fp32, bf16 = editor.tag_records(model, records), editor.tag_records(model, records, bf16=True)
+    assert any(a.keep.tobytes() != b.keep.tobytes() for a, b in zip(fp32, bf16))
+    assert max(np.abs(a.keep - b.keep).max() for a, b in zip(fp32, bf16)) < 0.02
+    asked = []
+    monkeypatch.setattr(editor, "tag_records", lambda m, r, bf16=False: asked.append(bf16) or fp32)
+    for precision in ("no", "bf16"):
+        config = edit_config(tiny_bert).model_copy(update={"decode": EditDecodeConfig(mixed_precision=precision)})
+        editor.edit_records(model, records, config)
+    assert asked == [False, True]
 
 
 def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_bert, tmp_path):
