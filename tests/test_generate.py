@@ -13,7 +13,7 @@ from spaces.config import DecodeConfig, GenerateConfig
 from spaces.generate.codec import TextCodec, restore_surface
 from spaces.generate.copy import copy_labels, lcs_alignment
 from spaces.generate.data import make_examples, pad_sources, pad_targets, source_text
-from spaces.generate.decoding import beam_search, decode_processors
+from spaces.generate.decoding import beam_search, decode_processors, reorder_cache
 from spaces.generate.model import CopyGenerator
 from spaces.generate.sparse_softmax import sparse_log_softmax, sparse_softmax_cross_entropy
 from spaces.generate.train import compute_loss, ema_decay
@@ -219,6 +219,23 @@ def test_beam_search_without_the_constraint_equals_hf_generate(cfg):
                                 max_new_tokens=cfg.max_new_tokens, do_sample=False,
                                 logits_processor=processors, length_penalty=cfg.length_penalty)
     assert ours == [[t for t in row[1:].tolist() if t not in (0, 1)] for row in hf]
+
+
+def test_reorder_cache_copies_each_documents_first_cross_attention_row_once_then_moves_only_self_attention():
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    batch, beams = 2, 3
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    self_kv, cross_kv = torch.randn(batch * beams, 2, 4, 8), torch.randn(batch * beams, 2, 7, 8)
+    cache.self_attention_cache.update(self_kv.clone(), self_kv.clone(), 0)
+    cache.cross_attention_cache.update(cross_kv.clone(), cross_kv.clone(), 0)
+    rows = torch.tensor([0, 0, 1, 4, 3, 3])
+    reorder_cache(cache, rows, step=0, beams=beams)
+    cross = cache.cross_attention_cache.layers[0].keys
+    assert torch.equal(cross, cross_kv[[0, 0, 0, 3, 3, 3]])
+    assert torch.equal(cache.self_attention_cache.layers[0].keys, self_kv[rows])
+    reorder_cache(cache, torch.tensor([2, 1, 0, 5, 5, 4]), step=1, beams=beams)
+    assert torch.equal(cache.cross_attention_cache.layers[0].keys, cross)
+    assert torch.equal(cache.self_attention_cache.layers[0].keys, self_kv[rows][[2, 1, 0, 5, 5, 4]])
 
 
 def copied_spans(tokens, labels):

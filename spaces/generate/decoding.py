@@ -17,6 +17,7 @@ import torch
 from transformers import (LogitNormalization, LogitsProcessor, LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
                           NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
                           SuppressTokensLogitsProcessor, TopKLogitsWarper)
+from transformers.cache_utils import EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from spaces.config import DecodeConfig
@@ -246,6 +247,23 @@ class Beams:
         return out
 
 
+def reorder_cache(cache, rows: torch.Tensor, step: int, beams: int) -> None:
+    """Move the cache's rows to the beams that continue them, without copying the cross-attention cache each step.
+
+    A row always continues a beam of its own document, and a document's K rows share one encoder state; so after
+    the first step has made each document's K cross-attention rows copies of its first row, every later move is
+    among equal rows and only the self-attention cache (growing with the output) has to follow. On the 20
+    held-out CAIL extracts reordering the cross-attention cache was a quarter of beam search's time.
+    """
+    if not isinstance(cache, EncoderDecoderCache):
+        cache.reorder_cache(rows)
+        return
+    if step == 0:
+        first = torch.arange(0, rows.numel(), beams, device=rows.device).repeat_interleave(beams)
+        cache.cross_attention_cache.reorder_cache(first)
+    cache.self_attention_cache.reorder_cache(rows)
+
+
 @torch.inference_mode()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cfg: DecodeConfig,
                 return_labels: bool = False, processors: LogitsProcessorList | None = None):
@@ -278,7 +296,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cf
         if moved is None:
             break
         rows, tokens = moved
-        cache.reorder_cache(torch.tensor(rows, device=input_ids.device))
+        reorder_cache(cache, torch.tensor(rows, device=input_ids.device), step, K)
         if constraint is not None:
             constraint.advance(rows, tokens)
     out = []
