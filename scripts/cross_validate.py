@@ -1,7 +1,7 @@
 """Cross-validate a generator (the editor, or the seq2seq generator) over out-of-fold extracts.
 
     python scripts/cross_validate.py OOF --config configs/edit.yaml --out DIR --references FILE... \
-        [--folds 5] [--seed 42] [--user-dict ../shared/cail2020/user_dict.txt]
+        [--folds 5] [--seed 42] [--user-dict ../shared/cail2020/user_dict.txt] [-- --train.patience 0 ...]
 
 OOF is the extractor's oof.jsonl of `make cv-cail` (every record's extract from a model trained without it).
 The records are dealt into FOLDS seeded folds; for each, a generator is trained (`spaces generate train`
@@ -9,7 +9,8 @@ with CONFIG) on the other folds' records and summarizes this fold's extracts. Ev
 once, by a model that never saw its summary (its extract came from extractor folds that did see the other
 records' summaries, as in any k-fold pipeline). Writes DIR/summaries.jsonl, DIR/metrics.json (`spaces
 evaluate`) and DIR/cv.json: the mean, each fold's mean, their spread, and the extract's figures beside them.
-A rerun skips the folds already trained.
+A rerun skips the folds already trained. Arguments after `--` are dotted overrides for every fold's
+`spaces generate train` (a recipe cross-validated without editing its config).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--user-dict", default=str(ROOT.parent / "shared" / "cail2020" / "user_dict.txt"))
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, overrides = parser.parse_args(argv[:cut]), argv[cut + 1:]
     lines = [line for line in args.oof.read_text(encoding="utf-8").splitlines() if line.strip()]
     order = list(range(len(lines)))
     random.Random(args.seed).shuffle(order)
@@ -60,13 +63,13 @@ def main() -> int:
         (d / "test.jsonl").write_text("".join(lines[i] + "\n" for i in held), encoding="utf-8")
         if not (d / "model" / "card.json").is_file():
             run([*SPACES, "generate", "train", "-c", args.config, "-i", d / "train.jsonl", "-o", d / "model",
-                 "--data.user_dict", args.user_dict])
+                 "--data.user_dict", args.user_dict, *overrides])
         run([*SPACES, "generate", "predict", "-m", d / "model" / "model-best", "-i", d / "test.jsonl",
              "-o", d / "summaries.jsonl"])
         summaries += (d / "summaries.jsonl").read_text(encoding="utf-8").splitlines()
     (args.out / "summaries.jsonl").write_text("\n".join(summaries) + "\n", encoding="utf-8")
     refs = [x for r in args.references for x in ("--references", r)]
-    result: dict = {"records": len(lines), "folds": args.folds, "config": args.config}
+    result: dict = {"records": len(lines), "folds": args.folds, "config": args.config, "overrides": overrides}
     for name, predictions in (("generator", args.out / "summaries.jsonl"), ("extract", args.oof)):
         per_doc = args.out / f"per-document-{name}.jsonl"
         run([*SPACES, "evaluate", "--predictions", predictions, *refs, "--user-dict", args.user_dict,

@@ -8,7 +8,7 @@ Each block sits between `<!-- results:NAME -->` and `<!-- /results -->` and is r
   cross-validated  runs/cv-cail/metrics.json            (make cv-cail)
   generator     runs/cail2020/generator/card.json        (make reproduce-cail)
   editor        runs/cail2020/editor/card.json           (make reproduce-cail)
-  editor-cv     runs/cv-cail/editor/cv.json              (make cv-cail)
+  rewriters-cv  runs/cv-cail/{editor,generator}/cv.json   (make cv-cail)
   warm-start    runs/cail2020/metrics.json and runs/cail2020-scratch/metrics.json
                 (make reproduce-cail RUN_DIR=runs/cail2020-scratch GENERATE_ARGS="--model.name_or_path null
                  --train.learning_rate 0.001")
@@ -131,19 +131,27 @@ def edits(path: Path) -> list[str]:
             f"(90th percentile {lengths[round(0.9 * (len(lengths) - 1))]}).", ""]
 
 
-def editor_cv() -> str | None:
-    cv = load(RUNS / "cv-cail" / "editor" / "cv.json")
-    if cv is None:
+def rewriters_cv() -> str | None:
+    runs = {name: load(RUNS / "cv-cail" / name / "cv.json") for name in ("editor", "generator")}
+    if runs["editor"] is None:
         return None
-    g, e, gain = cv["generator"], cv["extract"], cv["gain"]
-    per_fold = ", ".join(f"{x:+.3f}" for x in gain["per_fold"])
-    rows = {"extract only, cross-validated": load(RUNS / "cv-cail" / "editor" / "metrics-extract.json"),
-            "editor, cross-validated": load(RUNS / "cv-cail" / "editor" / "metrics-generator.json")}
-    return (f"From `runs/cv-cail/editor/cv.json` (`make cv-cail`): the editor trained {cv['folds']}-fold over the "
-            f"{cv['records']} out-of-fold extracts, each record edited by a model that never saw its summary. "
-            f"Per fold: editor {g['fold_mean']:.3f} ± {g['fold_sd']:.3f}, extract {e['fold_mean']:.3f} ± "
-            f"{e['fold_sd']:.3f}; gain {gain['mean']:+.4f} overall, by fold {per_fold} ({gain['folds_above_extract']} "
-            f"of {cv['folds']} folds above the extract).\n\n" + markdown_table(rows))
+    rows = {"extract only, cross-validated": load(RUNS / "cv-cail" / "editor" / "metrics-extract.json")}
+    lines = []
+    for name, label in (("editor", "editor"), ("generator", "seq2seq generator")):
+        cv = runs[name]
+        if cv is None:
+            continue
+        g, e, gain = cv["generator"], cv["extract"], cv["gain"]
+        per_fold = ", ".join(f"{x:+.3f}" for x in gain["per_fold"])
+        rows[f"{label}, cross-validated"] = load(RUNS / "cv-cail" / name / "metrics-generator.json")
+        lines.append(f"the {label} (`runs/cv-cail/{name}/cv.json`) {g['fold_mean']:.3f} ± {g['fold_sd']:.3f} per fold "
+                     f"against the extract's {e['fold_mean']:.3f} ± {e['fold_sd']:.3f}, gain {gain['mean']:+.4f} "
+                     f"overall, by fold {per_fold} ({gain['folds_above_extract']} of {cv['folds']} folds above the "
+                     f"extract)")
+    cv = runs["editor"]
+    return (f"From `make cv-cail`: each rewriter trained {cv['folds']}-fold over the {cv['records']} out-of-fold "
+            f"extracts, each record rewritten by a model that never saw its summary: "
+            + "; ".join(lines) + ".\n\n" + markdown_table(rows))
 
 
 def warm_start() -> str | None:
@@ -176,7 +184,7 @@ def bench() -> str | None:
 
 
 BLOCKS = {"held-out": held_out, "cross-validated": cross_validated, "generator": generator, "editor": editor,
-          "editor-cv": editor_cv, "warm-start": warm_start, "extractor": extractor, "bench": bench}
+          "rewriters-cv": rewriters_cv, "warm-start": warm_start, "extractor": extractor, "bench": bench}
 
 
 def main() -> int:
