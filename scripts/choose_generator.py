@@ -31,6 +31,9 @@ def main() -> int:
             print(f"error: {d}: no card.json (train it with 'spaces generate train')", file=sys.stderr)
             return 1
         validation = json.loads(card.read_text(encoding="utf-8"))["validation"]
+        if not validation:
+            print(f"error: {d}: its card has no validation scores (trained with train.validation 0)", file=sys.stderr)
+            return 1
         scores[d] = (validation["generator"], validation["extract"])
     best = max(scores, key=lambda d: scores[d][0])
     text = args.config.read_text(encoding="utf-8")

@@ -144,7 +144,8 @@ def rewriters_cv() -> str | None:
         g, e, gain = cv["generator"], cv["extract"], cv["gain"]
         per_fold = ", ".join(f"{x:+.3f}" for x in gain["per_fold"])
         rows[f"{label}, cross-validated"] = load(RUNS / "cv-cail" / name / "metrics-generator.json")
-        lines.append(f"the {label} (`runs/cv-cail/{name}/cv.json`) {g['fold_mean']:.3f} ± {g['fold_sd']:.3f} per fold "
+        given = f", trained with `{' '.join(cv['overrides'])}`" if cv.get("overrides") else ""
+        lines.append(f"the {label} (`runs/cv-cail/{name}/cv.json`{given}) {g['fold_mean']:.3f} ± {g['fold_sd']:.3f} per fold "
                      f"against the extract's {e['fold_mean']:.3f} ± {e['fold_sd']:.3f}, gain {gain['mean']:+.4f} "
                      f"overall, by fold {per_fold} ({gain['folds_above_extract']} of {cv['folds']} folds above the "
                      f"extract)")

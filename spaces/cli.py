@@ -257,10 +257,12 @@ def generate_train(
     card = train_generator(cfg, input, output_dir)
     best = card["best"] or {}
     validation = card["validation"]
+    scored = (f"best validation CAIL {best['val_score']:.4f} ({best['weights']} weights, epoch {best['epoch']}) "
+              f"vs the extract's {validation['extract']:.4f}" if validation else
+              f"no validation records: model-best is the last epoch ({best.get('weights')} weights, epoch "
+              f"{best.get('epoch')})")
     typer.echo(f"trained on {_docs(card['split']['train'])} ({card['split']['validation']} held out) in "
-               f"{card['seconds']:.0f}s; best validation CAIL {best.get('val_score', 0):.4f} ({best.get('weights')} "
-               f"weights, epoch {best.get('epoch')}) vs the extract's {validation['extract']:.4f}; "
-               f"model: {output_dir}/model-best", err=True)
+               f"{card['seconds']:.0f}s; {scored}; model: {output_dir}/model-best", err=True)
 
 
 @generate_app.command("predict", context_settings=WITH_OVERRIDES)

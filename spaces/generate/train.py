@@ -253,7 +253,10 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
         state.epoch = epoch + 1
         mean_loss = total / steps_per_epoch
         record = {"epoch": epoch + 1, "loss": round(mean_loss, 6)}
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+        if not trainer.validation:  # nothing to validate on (train.validation 0): the last epoch is the model
+            state.best = {"epoch": epoch + 1, "val_score": None, "weights": trainer.candidates[0]}
+            state.history.append(record)
+        elif (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
             results = {which: recipe.validate(trainer.weights(which).eval(), trainer.validation, rank, size)
                        for which in trainer.candidates}
             scores = {which: score for which, (score, _) in results.items()}
@@ -386,13 +389,16 @@ def finish(run: Run, input: Path | str, seconds: float) -> dict:
     beside the extract's, the history and the recipe's account of its model."""
     trainer, accelerator = run.trainer, run.accelerator
     state, config = trainer.state, trainer.config
-    extract = extract_baseline(trainer.validation, config)
-    generator = state.best["val_score"] if state.best else 0.0
+    validation = None  # no validation records: no score to compare, so summarize (auto) cannot choose it
+    if trainer.validation:
+        extract = extract_baseline(trainer.validation, config)
+        generator = state.best["val_score"] if state.best else 0.0
+        validation = {"generator": generator, "extract": extract, "generator_beats_extract": generator > extract}
     fields = {
         **trainer.recipe.describe(trainer.unwrapped, run.train_records),
         "split": {"train": len(run.train_records), "validation": len(trainer.validation)},
         "best": state.best,
-        "validation": {"generator": generator, "extract": extract, "generator_beats_extract": generator > extract},
+        "validation": validation,
         "stopped_early": state.stopped_early,
         "history": state.history,
         "seconds": round(seconds, 1),
@@ -427,5 +433,7 @@ def train_generator(config: GeneratorConfig, input: Path | str, output_dir: Path
                     run.save_model(best["weights"], "model-best")
             elif isinstance(event, EpochEnd):
                 run.save_model(trainer.candidates[0], "model-last")
+                if not trainer.validation:
+                    run.save_model(trainer.candidates[0], "model-best")
                 run.save_checkpoint()
     return finish(run, input, time.perf_counter() - start_time)
