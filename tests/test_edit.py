@@ -301,6 +301,31 @@ def test_the_editor_trains_and_predicts_through_the_generate_commands(tiny_bert,
     assert sum(len(r["summary"]) for r in read_jsonl(tmp_path / "t.jsonl")) < sum(len(r["summary"]) for r in rows)
 
 
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_keep_epoch_last_keeps_the_last_epochs_ema_weights_whatever_validation_says(keep, tiny_bert, tmp_path,
+                                                                                     monkeypatch):
+    """The editor's default: validation on a handful of records reports and calibrates the threshold, and chooses
+    no epoch (here it scores epoch 1 best, EMA above raw, and ``best`` keeps that epoch)."""
+    from safetensors.torch import load_file
+
+    from spaces.generate.editor import EditRecipe
+
+    scores = iter([0.9, 0.1, 0.8, 0.2])  # epoch 1: ema, raw; epoch 2: ema, raw
+    monkeypatch.setattr(EditRecipe, "validate", lambda self, model, records, rank, size: (
+        next(scores), {"keep_threshold": float(model.keep_threshold)}))
+    out = tmp_path / "editor"
+    result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(extracted_file(tmp_path / "x.jsonl")),
+                                 "-o", str(out), *edit_tiny(tiny_bert), "--train.keep_epoch", keep])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert {k: card["best"][k] for k in ("epoch", "weights", "val_score")} == (
+        {"epoch": 2, "weights": "ema", "val_score": 0.8} if keep == "last" else
+        {"epoch": 1, "weights": "ema", "val_score": 0.9})
+    assert card["validation"]["generator"] == card["best"]["val_score"]
+    best, last = (load_file(str(out / d / "model.safetensors")) for d in ("model-best", "model-last"))
+    assert all(torch.equal(best[k], last[k]) for k in best) == (keep == "last")
+
+
 def test_an_editor_config_error_names_every_key_at_once(tmp_path):
     result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(tmp_path / "x.jsonl"), "-o",
                                  str(tmp_path / "o"), "--edit.phrases", "-1", "--model.layers", "x",

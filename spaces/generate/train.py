@@ -260,8 +260,11 @@ def train_while_improving(trainer: Trainer) -> Iterator[Step | Evaluation | Epoc
             results = {which: recipe.validate(trainer.weights(which).eval(), trainer.validation, rank, size)
                        for which in trainer.candidates}
             scores = {which: score for which, (score, _) in results.items()}
-            which = max(scores, key=lambda k: (scores[k], k == "ema"))
-            improved = state.best is None or scores[which] > state.best["val_score"]
+            if t.keep_epoch == "last":  # every validation is of the model kept so far
+                which, improved = trainer.candidates[0], True
+            else:
+                which = max(scores, key=lambda k: (scores[k], k == "ema"))
+                improved = state.best is None or scores[which] > state.best["val_score"]
             if improved:
                 state.best = {"epoch": epoch + 1, "val_score": scores[which], "weights": which, **results[which][1]}
                 state.stale = 0
