@@ -298,9 +298,12 @@ def test_ctrl_c_saves_what_is_done_and_says_how_to_resume(tmp_path, extractor, s
     out = tmp_path / "out.jsonl"
     partial = tmp_path / "out.jsonl.partial"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # a suite run in the background (`make test &`, nohup) inherits SIGINT ignored, and Python then never turns
+    # Ctrl-C into KeyboardInterrupt: the command gets the disposition a terminal gives it
     proc = subprocess.Popen([sys.executable, "-m", "spaces", "extract", "predict", "-m", str(extractor), "-i", "-",
                              "-o", str(out)], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.stdin.write("".join(lines[:12]))
     proc.stdin.flush()
     deadline = time.time() + 120
