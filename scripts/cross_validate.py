@@ -10,7 +10,8 @@ once, by a model that never saw its summary (its extract came from extractor fol
 records' summaries, as in any k-fold pipeline). Writes DIR/summaries.jsonl, DIR/metrics.json (`spaces
 evaluate`) and DIR/cv.json: the mean, each fold's mean, their spread, and the extract's figures beside them.
 A rerun skips the folds already trained. Arguments after `--` are dotted overrides for every fold's
-`spaces generate train` (a recipe cross-validated without editing its config).
+`spaces generate train` and `predict` (a recipe cross-validated without editing its config; a `decode.`
+override on a rerun re-decodes the models already trained).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main() -> int:
             run([*SPACES, "generate", "train", "-c", args.config, "-i", d / "train.jsonl", "-o", d / "model",
                  "--data.user_dict", args.user_dict, *overrides])
         run([*SPACES, "generate", "predict", "-m", d / "model" / "model-best", "-i", d / "test.jsonl",
-             "-o", d / "summaries.jsonl"])
+             "-o", d / "summaries.jsonl", *overrides])
         summaries += (d / "summaries.jsonl").read_text(encoding="utf-8").splitlines()
     (args.out / "summaries.jsonl").write_text("\n".join(summaries) + "\n", encoding="utf-8")
     refs = [x for r in args.references for x in ("--references", r)]

@@ -29,6 +29,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -101,12 +103,15 @@ def editor() -> str | None:
         return None
     v, best, phrases = card["validation"], card["best"] or {}, card["phrases"]
     top = ", ".join(f"{p} ({n})" for p, n in phrases["top"])
+    config = RUNS / "cail2020" / "editor" / "model-best" / "config.yaml"
+    fixed = config.is_file() and (yaml.safe_load(config.read_text(encoding="utf-8"))["decode"].get("keep_threshold")
+                                  is not None)
     lines = [f"From `runs/cail2020/editor/card.json`: {card['split']['train']} training and "
              f"{card['split']['validation']} validation records, {card['model']['layers']} encoder layers "
              f"({card['model']['parameters'] / 1e6:.1f}M parameters, {card['model']['vocab']:,}-token vocabulary), "
              f"{card['seconds'] / 60:.1f} min on {card['versions']['threads']} threads. Best: epoch "
              f"{best.get('epoch')} ({best.get('weights')} weights, keep threshold {best.get('keep_threshold')} "
-             f"calibrated on validation), validation CAIL {v['generator']:.4f} against the extract's "
+             f"{'from decode.keep_threshold' if fixed else 'calibrated on validation'}), validation CAIL {v['generator']:.4f} against the extract's "
              f"{v['extract']:.4f}" + (" — so `summarize` (auto) prints the editor's summaries." if
                                       v["generator_beats_extract"] else " — so `summarize` (auto) prints the extract."),
              "", f"Phrase vocabulary: {phrases['size']} phrases; coverage (training references the tags reach exactly) "
@@ -144,7 +149,7 @@ def rewriters_cv() -> str | None:
         g, e, gain = cv["generator"], cv["extract"], cv["gain"]
         per_fold = ", ".join(f"{x:+.3f}" for x in gain["per_fold"])
         rows[f"{label}, cross-validated"] = load(RUNS / "cv-cail" / name / "metrics-generator.json")
-        given = f", trained with `{' '.join(cv['overrides'])}`" if cv.get("overrides") else ""
+        given = f", with `{' '.join(cv['overrides'])}`" if cv.get("overrides") else ""
         lines.append(f"the {label} (`runs/cv-cail/{name}/cv.json`{given}) {g['fold_mean']:.3f} ± {g['fold_sd']:.3f} per fold "
                      f"against the extract's {e['fold_mean']:.3f} ± {e['fold_sd']:.3f}, gain {gain['mean']:+.4f} "
                      f"overall, by fold {per_fold} ({gain['folds_above_extract']} of {cv['folds']} folds above the "

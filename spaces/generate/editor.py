@@ -6,7 +6,7 @@ its own; nothing of it is dropped. Units are the encoder's tokens, each stretche
 so the units tile the extract and a summary is the extract's own characters plus phrases.
 
 A model dir holds the encoder's and tokenizer's ``save_pretrained`` files, ``edit_heads.safetensors`` (the
-keep head, the phrase head and the keep threshold calibrated on validation) and ``editor.json`` (the phrase
+keep head, the phrase head and the keep threshold it was validated at) and ``editor.json`` (the phrase
 vocabulary and window size); training adds ``config.yaml`` and ``card.json``.
 """
 
@@ -298,22 +298,27 @@ class EditRecipe:
         return ((k + self.config.edit.phrase_weight * p) * on).sum() / n
 
     def validate(self, model: Editor, records: list[ExtractedRecord], rank: int, size: int) -> tuple[float, dict]:
-        """The mean validation CAIL at the best keep threshold of the grid, which the model keeps."""
+        """The mean validation CAIL at ``decode.keep_threshold``, or (where that is null) at the best keep
+        threshold of the grid; the model keeps the threshold it was scored at."""
         from accelerate.utils import gather_object
 
+        fixed = self.config.decode.keep_threshold
+        grid = THRESHOLDS if fixed is None else (fixed,)
         if not records:
+            if fixed is not None:
+                model.keep_threshold.fill_(fixed)
             return 0.0, {"keep_threshold": float(model.keep_threshold)}
         mine, rows = records[rank::size], []
         for start in range(0, len(mine), self.config.decode.batch_size):
             chunk = mine[start:start + self.config.decode.batch_size]
             for r, tagged in zip(chunk, tag_records(model, chunk)):
                 rows.append([score_texts(tagged.summary(t), r.reference, "word", self.config.data.user_dict)["main"]
-                             for t in THRESHOLDS])
+                             for t in grid])
         rows = gather_object(rows) if size > 1 else rows
         means = np.asarray(rows).mean(0)
         best = int(np.argmax(means))  # the first of equal scores: the lowest threshold, which keeps the most
-        model.keep_threshold.fill_(THRESHOLDS[best])
-        return float(means[best]), {"keep_threshold": THRESHOLDS[best]}
+        model.keep_threshold.fill_(grid[best])
+        return float(means[best]), {"keep_threshold": grid[best]}
 
     def describe(self, model: Editor, records: list[ExtractedRecord]) -> dict:
         """The card's account of the model and its phrase vocabulary (coverage: share of training references
@@ -392,8 +397,8 @@ def tag_records(model: Editor, records: list[ExtractedRecord], bf16: bool = Fals
 
 def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConfig
                  ) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Summaries of a batch of extracted records with their edit marks, at the calibrated threshold (or
-    ``decode.keep_threshold``)."""
+    """Summaries of a batch of extracted records with their edit marks, at ``decode.keep_threshold`` (or, where
+    that is null, the threshold validation calibrated)."""
     threshold = config.decode.keep_threshold
     threshold = float(model.keep_threshold) if threshold is None else threshold
     tagged = tag_records(model, records, bf16=config.decode.mixed_precision == "bf16")
