@@ -26,6 +26,7 @@ import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from transformers.modeling_outputs import BaseModelOutput  # noqa: E402
 
 from spaces.extract.encoders import Int8Encoder  # noqa: E402
 from spaces.generate.data import read_extracted  # noqa: E402
@@ -64,7 +65,7 @@ class OnnxInt8(torch.nn.Module):
         self.config, self.int8 = encoder.config, Int8Encoder(encoder, tokenizer, path)
 
     def forward(self, input_ids, attention_mask, return_dict=True):
-        return argparse.Namespace(last_hidden_state=self.int8(input_ids, attention_mask))
+        return BaseModelOutput(last_hidden_state=self.int8(input_ids, attention_mask))
 
 
 def cail(summaries: list[str], records: list, user_dict) -> float:

