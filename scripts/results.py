@@ -5,6 +5,7 @@
 Each block sits between `<!-- results:NAME -->` and `<!-- /results -->` and is rebuilt from:
 
   held-out      runs/cail2020/metrics.json              (make reproduce-cail)
+  number-rule   runs/cail2020/metrics-generate{,-free}.json  (make number-rule, after reproduce-cail)
   cross-validated  runs/cv-cail/metrics.json            (make cv-cail)
   generator     runs/cail2020/generator/card.json        (make reproduce-cail)
   editor        runs/cail2020/editor/card.json           (make reproduce-cail)
@@ -51,6 +52,17 @@ def held_out() -> str | None:
     time = f"; {took.read_text().strip()} on this machine" if took.is_file() else ""
     return (f"From `runs/cail2020/metrics.json` (`make reproduce-cail`: {next(iter(rows.values()))['n']} held-out "
             f"records, models trained on the other {card['data']['records']}{time}):\n\n" + markdown_table(rows))
+
+
+def number_rule() -> str | None:
+    """The seq2seq generator with and without the number rule, where the second decode is of this run's model."""
+    run = RUNS / "cail2020"
+    rule, free, card = load(run / "metrics-generate.json"), run / "metrics-generate-free.json", run / "generator" / "card.json"
+    if rule is None or not free.is_file() or not card.is_file() or free.stat().st_mtime < card.stat().st_mtime:
+        return None
+    return ("From `runs/cail2020/metrics-generate.json` and `metrics-generate-free.json` (`make number-rule`: "
+            "reproduce-cail's generator decoded again with `--decode.copy_numbers false`):\n\n"
+            + markdown_table({"generator": rule, "generator without the number rule": load(free)}))
 
 
 def cross_validated() -> str | None:
@@ -189,8 +201,9 @@ def bench() -> str | None:
     return "\n".join(out + ["```"])
 
 
-BLOCKS = {"held-out": held_out, "cross-validated": cross_validated, "generator": generator, "editor": editor,
-          "rewriters-cv": rewriters_cv, "warm-start": warm_start, "extractor": extractor, "bench": bench}
+BLOCKS = {"held-out": held_out, "number-rule": number_rule, "cross-validated": cross_validated, "generator": generator,
+          "editor": editor, "rewriters-cv": rewriters_cv, "warm-start": warm_start, "extractor": extractor,
+          "bench": bench}
 
 
 def main() -> int:

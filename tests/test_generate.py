@@ -505,6 +505,64 @@ def test_ema_forgets_the_initialisation_within_100_steps():
     # (a fixed decay would keep 0.999^99 = 91 % of it: the bug this guards against)
 
 
+def _dropout_rates(model, attention_classes):
+    """(rates on attention weights, rates elsewhere) of a model's dropouts: ``Dropout`` modules and the rates
+    BART keeps as numbers."""
+    attention, other = [], []
+    for module in model.modules():
+        rate = getattr(module, "dropout", None)
+        rate = rate.p if isinstance(rate, torch.nn.Dropout) else rate
+        if type(module).__name__ in attention_classes:
+            attention.append(rate)
+            continue
+        if isinstance(module, torch.nn.Dropout):
+            continue  # counted through the module that holds it
+        other += [c.p for c in module.children() if isinstance(c, torch.nn.Dropout)]
+        other += [getattr(module, n) for n in ("dropout", "activation_dropout") if isinstance(getattr(module, n, None), float)]
+    return attention, other
+
+
+@pytest.mark.parametrize("family", ["bert", "t5", "bart"])
+def test_attention_dropout_sets_the_attention_weights_rate_and_leaves_the_hidden_states_rate(family):
+    from transformers import BartConfig, BartModel, BertConfig, BertLMHeadModel, T5Config, T5Model
+
+    from spaces.generate.train import set_attention_dropout
+
+    small = {"vocab_size": 50}
+    model, classes = {
+        "bert": (lambda: BertLMHeadModel(BertConfig(**small, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                                    intermediate_size=32, is_decoder=True, add_cross_attention=True)),
+                 {"BertSelfAttention", "BertCrossAttention"}),
+        "t5": (lambda: T5Model(T5Config(**small, d_model=16, d_ff=32, d_kv=8, num_layers=2, num_heads=2)),
+               {"T5Attention"}),
+        "bart": (lambda: BartModel(BartConfig(**small, d_model=16, encoder_layers=1, decoder_layers=1,
+                                              encoder_attention_heads=2, decoder_attention_heads=2,
+                                              encoder_ffn_dim=32, decoder_ffn_dim=32, attention_dropout=0.1,
+                                              activation_dropout=0.1)),
+                 {"BartAttention"}),
+    }[family]
+    model = model()
+    attention, other = _dropout_rates(model, classes)
+    assert attention and all(r > 0 for r in attention) and other and all(r > 0 for r in other)
+    set_attention_dropout(model, 0.0)
+    assert _dropout_rates(model, classes) == ([0.0] * len(attention), other)
+
+
+def test_without_attention_dropout_a_bert_in_training_mode_is_deterministic():
+    """The rate reaches the attention call itself (BERT hands ``dropout.p`` to SDPA)."""
+    from transformers import BertConfig, BertModel
+
+    from spaces.generate.train import set_attention_dropout
+
+    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5))
+    ids = torch.arange(1, 13)[None]
+    model.train()
+    assert not torch.equal(model(ids).last_hidden_state, model(ids).last_hidden_state)
+    set_attention_dropout(model, 0.0)
+    assert torch.equal(model(ids).last_hidden_state, model(ids).last_hidden_state)
+
+
 # ---- CLI --------------------------------------------------------------------------------------------
 
 def extracted(tmp_path, n=4):

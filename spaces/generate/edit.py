@@ -255,6 +255,17 @@ def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequ
 def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]
                ) -> list[tuple[str, str]]:
     """The extract with the summary's edits in place, for a reviewer: ("keep" | "delete" | "insert", text) runs."""
+    return _marks(_plan(text, spans, keep, insert), text)
+
+
+def edit(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str]
+         ) -> tuple[str, list[tuple[str, str]]]:
+    """``realize`` and ``edit_marks`` together, from one plan of the edits."""
+    pieces = _plan(text, spans, keep, insert)
+    return _compose(pieces, text)[0], _marks(pieces, text)
+
+
+def _marks(pieces: list[_Piece], text: str) -> list[tuple[str, str]]:
     marks: list[tuple[str, str]] = []
 
     def mark(kind: str, part: str) -> None:
@@ -262,7 +273,7 @@ def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: S
             marks.append((kind, marks.pop()[1] + part) if marks and marks[-1][0] == kind else (kind, part))
 
     at = 0
-    for piece in _plan(text, spans, keep, insert):
+    for piece in pieces:
         mark("delete", text[at:piece.start])
         at = max(at, piece.start)
         if piece.phrase:

@@ -27,7 +27,7 @@ from torch import nn
 
 from spaces.config import EditConfig
 from spaces.errors import SpacesError
-from spaces.generate.edit import (EditTags, Span, alignment_tags, by_words, edit_marks, mine_phrases, realize,
+from spaces.generate.edit import (EditTags, Span, alignment_tags, by_words, edit, mine_phrases, realize,
                                   unit_spans)
 from spaces.hf import hf_quiet
 from spaces.partial import save_tensors, share
@@ -364,8 +364,9 @@ class Tagged:
     def summary(self, threshold: float) -> str:
         return realize(self.text, self.units, (self.keep > threshold).tolist(), self.insert)
 
-    def marks(self, threshold: float) -> list[tuple[str, str]]:
-        return edit_marks(self.text, self.units, (self.keep > threshold).tolist(), self.insert)
+    def edited(self, threshold: float) -> tuple[str, list[tuple[str, str]]]:
+        """The summary and its edit marks."""
+        return edit(self.text, self.units, (self.keep > threshold).tolist(), self.insert)
 
 
 @torch.no_grad()
@@ -402,4 +403,4 @@ def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConf
     threshold = config.decode.keep_threshold
     threshold = float(model.keep_threshold) if threshold is None else threshold
     tagged = tag_records(model, records, bf16=config.decode.mixed_precision == "bf16")
-    return [(t.summary(threshold), t.marks(threshold)) for t in tagged]
+    return [t.edited(threshold) for t in tagged]

@@ -68,6 +68,22 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
                 setattr(module, name, p)
 
 
+# the query, key and value projections an attention layer holds (BERT's, T5's, BART's and Pegasus's names)
+_PROJECTIONS = (("query", "key", "value"), ("q", "k", "v"), ("q_proj", "k_proj", "v_proj"))
+
+
+def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
+    """The dropout on the attention weights of every attention layer (the module holding the query, key and value
+    projections: a ``Dropout`` in BERT, a rate in T5 and BART), leaving the hidden states' dropout as it is."""
+    for module in model.modules():
+        if not any(all(hasattr(module, name) for name in names) for names in _PROJECTIONS):
+            continue
+        if isinstance(getattr(module, "dropout", None), torch.nn.Dropout):
+            module.dropout.p = p
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = p
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Every epoch's own seed: a resumed epoch draws exactly what an uninterrupted one would."""
     return seed * 100_003 + epoch
@@ -367,6 +383,8 @@ def prepare(recipe, config: GeneratorConfig, input: Path | str, output_dir: Path
         state = TrainState(run=run)
     if getattr(config.model, "dropout", None) is not None:
         set_dropout(model, config.model.dropout)
+    if config.model.attention_dropout is not None:
+        set_attention_dropout(model, config.model.attention_dropout)
     examples = recipe.examples(model, train_records)
 
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
