@@ -275,6 +275,17 @@ def extracted_file(path, n=4):
     return path
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_training_sets_the_configured_attention_dropout_and_leaves_the_hidden_states(rate, tiny_bert, tmp_path):
+    from spaces.generate.train import prepare, recipe_for
+
+    config = edit_config(tiny_bert, attention_dropout=rate)
+    run = prepare(recipe_for(config), config, extracted_file(tmp_path / "x.jsonl"), tmp_path / "editor")
+    modules = list(run.trainer.unwrapped.encoder.modules())
+    assert {m.dropout.p for m in modules if type(m).__name__ == "BertSelfAttention"} == {rate}
+    assert {m.dropout.p for m in modules if type(m).__name__ in ("BertSelfOutput", "BertOutput")} == {0.1}
+
+
 def test_the_editor_trains_and_predicts_through_the_generate_commands(tiny_bert, tmp_path):
     data = extracted_file(tmp_path / "x.jsonl")
     out = tmp_path / "editor"
