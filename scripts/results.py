@@ -57,7 +57,8 @@ def held_out() -> str | None:
 def number_rule() -> str | None:
     """The seq2seq generator with and without the number rule, where the second decode is of this run's model."""
     run = RUNS / "cail2020"
-    rule, free, card = load(run / "metrics-generate.json"), run / "metrics-generate-free.json", run / "generator" / "card.json"
+    rule, free = load(run / "metrics-generate.json"), run / "metrics-generate-free.json"
+    card = run / "generator" / "card.json"
     if rule is None or not free.is_file() or not card.is_file() or free.stat().st_mtime < card.stat().st_mtime:
         return None
     return ("From `runs/cail2020/metrics-generate.json` and `metrics-generate-free.json` (`make number-rule`: "

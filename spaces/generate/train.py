@@ -78,9 +78,10 @@ def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
     for module in model.modules():
         if not any(all(hasattr(module, name) for name in names) for names in _PROJECTIONS):
             continue
-        if isinstance(getattr(module, "dropout", None), torch.nn.Dropout):
-            module.dropout.p = p
-        elif isinstance(getattr(module, "dropout", None), float):
+        dropout = getattr(module, "dropout", None)
+        if isinstance(dropout, torch.nn.Dropout):
+            dropout.p = p
+        elif isinstance(dropout, float):
             module.dropout = p
 
 
