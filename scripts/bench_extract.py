@@ -147,8 +147,9 @@ def main() -> int:
                 worst = (float(cos.mean()), float(cos.min()))
         print(line)
     flat = np.random.default_rng(0).standard_normal((sum(len(d) for d in docs), fp32.dim)).astype(np.float32)
-    vectors = document_features(flat, [section_roles(d) for d in docs], ExtractModelConfig())
-    models = [DGCNN(vectors[0].shape[1]).eval() for _ in range(args.folds)]
+    model_config = ExtractModelConfig()
+    vectors = document_features(flat, [section_roles(d) for d in docs], model_config)
+    models = [DGCNN(vectors[0].shape[1], model_config.hidden_size).eval() for _ in range(args.folds)]
     clause_probs(models, vectors[:2])
     start = time.perf_counter()
     clause_probs(models, vectors)

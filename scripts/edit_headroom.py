@@ -36,14 +36,15 @@ def main() -> int:
         print(f"error: {args.run_dir}: run `make reproduce-cail` first", file=sys.stderr)
         return 1
     records = list(read_extracted(extracts, need_reference=True))
-    model = load_generator(editor, generator_config(editor))
+    config = generator_config(editor)
+    model = load_generator(editor, config)
     threshold = float(model.keep_threshold)
     scores: dict[str, list[float]] = {"extract": [], "editor": [], "aligned deletions": [],
                                       "aligned deletions and insertions": []}
     gold_deleted = deleted = both = units = 0
     for record, tagged in zip(records, tag_records(model, records)):
         tags = alignment_tags(record.extract, tagged.units, record.reference)
-        texts = {"extract": record.extract, "editor": tagged.summary(threshold),
+        texts = {"extract": record.extract, "editor": tagged.summary(threshold, config.decode.join_parties),
                  "aligned deletions": realize(record.extract, tagged.units, tags.keep, [""] * len(tagged.units)),
                  "aligned deletions and insertions": realize(record.extract, tagged.units, tags.keep, tags.insert)}
         for name, text in texts.items():

@@ -71,7 +71,9 @@ class ExtractModelConfig(Section):
                                     "instructions, see make bench; vectors cached apart from fp32 ones)")
     max_length: StrictInt = Field(default=64, ge=8, description="tokens per clause given to the encoder")
     encode_batch_size: StrictInt = Field(default=64, ge=1, description="clauses per encoder batch")
-    hidden_size: StrictInt = Field(default=384, ge=8, description="DGCNN width")
+    hidden_size: StrictInt = Field(default=256, ge=8, description="DGCNN width (cross-validated on 80 CAIL records, "
+                                   "out of fold: 128 / 192 / 256 / 384 score 0.4614 / 0.4626 / 0.4665 / 0.4647; 256 "
+                                   "trains in about half the time of 384)")
     dropout: StrictFloat = Field(default=0.1, ge=0.0, lt=1.0, description="DGCNN dropout")
     position_features: StrictBool = Field(default=True, description="each clause's position from the start and the "
                                     "end of the judgment (beyond SPACES)")
@@ -284,6 +286,10 @@ class EditDecodeConfig(Section):
                                                     "autocast, faster where the hardware has bf16 (a CPU with "
                                                     "avx512_bf16 or AMX, a recent GPU); some summaries change, "
                                                     "see README's bench_edit")
+    join_parties: StrictBool = Field(default=True, description="where a clause's 原告 meets 被告 across deleted "
+                                     "names and their connective (原告张三与被告李四), write 原被告 as CAIL references "
+                                     "do (cross-validated on 80 CAIL records: 0.4926 against 0.4906); false leaves "
+                                     "原告被告")
 
 
 class EditConfig(Section):

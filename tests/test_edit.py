@@ -20,7 +20,7 @@ from spaces.records import ExtractedRecord
 
 runner = CliRunner()
 CONFIG = "configs/edit.yaml"
-PLAIN = "原告被告借款合同纠纷一案本院认为判决如下支付利息驳回其他诉讼请求向法院起诉称"
+PLAIN = "原告被告借款合同纠纷案件本院认为判决如下支付利息驳回其他诉讼请求向法院起诉称"  # no numeral: numbers stay whole
 
 
 def chars(text):
@@ -40,6 +40,32 @@ def test_tags_from_an_alignment_reproduce_the_reference_when_its_insertions_are_
     spans = chars(text)
     tags = alignment_tags(text, spans, reference)
     assert realize(text, spans, tags.keep, tags.insert) == reference
+
+
+def test_the_parties_joined_by_a_deletion_read_as_one():
+    """With ``join_parties`` (decode.join_parties), 原告张三与被告李四 with the names and 与 deleted reads 原被告, its
+    告 marked deleted; not where 原告 does not open the clause, where no connective ends what was deleted
+    (原告张三向被告: "the parties borrowed" would be false), where a clause mark lies in it, or where a phrase
+    stands at the join; and without it, 原告被告."""
+    def summary(text, deleted, phrase="", join_parties=True):
+        keep = [True] * len(text)
+        for name in deleted:
+            at = text.index(name)
+            keep[at:at + len(name)] = [False] * len(name)
+        insert = [""] * len(text)
+        insert[text.index("被告")] = phrase
+        return (realize(text, chars(text), keep, insert, join_parties),
+                edit_marks(text, chars(text), keep, insert, join_parties))
+
+    joined, marks = summary("原告张三与被告李四借款合同纠纷一案。", ["张三与", "李四"])
+    assert joined == "原被告借款合同纠纷一案。"
+    assert marks[:3] == [("keep", "原"), ("delete", "告张三与"), ("keep", "被告")]
+    assert summary("本案中，原告张三诉被告李四。", ["张三诉", "李四"])[0] == "本案中，原被告。"
+    assert summary("原告张三向被告李四借款。", ["张三向", "李四"])[0] == "原告被告借款。"
+    assert summary("判令支付原告张三与被告李四。", ["张三与", "李四"])[0] == "判令支付原告被告。"
+    assert summary("原告张三，与被告李四。", ["张三，与", "李四"])[0] == "原告被告。"
+    assert summary("原告张三与被告李四。", ["张三与", "李四"], phrase="及")[0] == "原告及被告。"
+    assert summary("原告张三与被告李四。", ["张三与", "李四"], join_parties=False)[0] == "原告被告。"
 
 
 def test_tags_by_hand():
@@ -88,12 +114,13 @@ def test_random_tags_on_random_extracts_never_invent_a_number_or_a_citation(frag
         keep = data.draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts)))
         insert = data.draw(st.lists(st.sampled_from(PHRASES), min_size=len(cuts), max_size=len(cuts)))
     spans = unit_spans(text, cuts)
-    summary = realize(text, spans, keep, insert)
-    assert set(numbers(summary)) <= set(numbers(text)), (summary, text)
-    known = citations(text)
-    assert all(c.found_in(known) for c in citations(summary)), (summary, text)
-    if summary:
-        assert summary[0] not in PUNCTUATION and summary.endswith("。") and summary[-2:-1] not in PUNCTUATION
+    for join_parties in (False, True):
+        summary = realize(text, spans, keep, insert, join_parties)
+        assert set(numbers(summary)) <= set(numbers(text)), (summary, text)
+        known = citations(text)
+        assert all(c.found_in(known) for c in citations(summary)), (summary, text)
+        if summary:
+            assert summary[0] not in PUNCTUATION and summary.endswith("。") and summary[-2:-1] not in PUNCTUATION
 
 
 def test_a_deletion_that_would_join_two_numbers_puts_the_text_between_back():
@@ -254,7 +281,7 @@ def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_ber
         oracle = by_words(r.extract, tagged.units, np.array([float(k) for k, _ in tags]))
         keep = np.where(oracle == 0.5, tagged.keep > 0.5, oracle > 0.5)
         best = realize(r.extract, tagged.units, keep.tolist(), [p if p in model.phrases else "" for _, p in tags])
-        assert tagged.summary(0.5) == best
+        assert tagged.summary(0.5, join_parties=False) == best
     model.save(tmp_path / "editor")
     loaded = Editor.load(tmp_path / "editor")
     ids, mask = batch[0], batch[1]
@@ -340,18 +367,19 @@ def test_keep_epoch_last_keeps_the_last_epochs_ema_weights_whatever_validation_s
 
 @pytest.mark.parametrize("fixed", [0.15, None])
 def test_validation_scores_at_the_configured_keep_threshold_and_calibrates_only_when_it_is_null(fixed, monkeypatch):
-    """The names are the only deletions the reference makes, at p(keep) 0.3: at the default 0.15 they stay, and
-    validation scores what predict will print; with ``decode.keep_threshold: null`` it calibrates (0.3, the
-    lowest threshold that deletes them) and the model keeps that."""
+    """The names and 诉 are the only deletions the reference makes, at p(keep) 0.3: at the default 0.15 they
+    stay, and validation scores what predict will print (原被告 included, decode.join_parties); with
+    ``decode.keep_threshold: null`` it calibrates (0.3, the lowest threshold that deletes them) and the model
+    keeps that."""
     from types import SimpleNamespace
 
     import spaces.generate.editor as editor_module
     from spaces.generate.editor import EditRecipe, Tagged
     from spaces.rouge import score_texts
 
-    text, reference = "原告张三诉被告李四借款合同纠纷一案。", "原告诉被告借款合同纠纷一案。"
+    text, reference = "原告张三诉被告李四借款合同纠纷一案。", "原被告借款合同纠纷一案。"
     spans = chars(text)
-    keep = np.array([0.3 if c in "张三李四" else 0.9 for c in text])
+    keep = np.array([0.3 if c in "张三诉李四" else 0.9 for c in text])
     record = ExtractedRecord(id="a", sentences=[text], scores=[1.0], selected=[0], extract=text, reference=reference)
     monkeypatch.setattr(editor_module, "tag_records", lambda model, records: [
         Tagged(text, spans, keep, [""] * len(spans)) for _ in records])
@@ -360,7 +388,7 @@ def test_validation_scores_at_the_configured_keep_threshold_and_calibrates_only_
     score, info = EditRecipe(config).validate(model, [record], 0, 1)
     threshold = 0.15 if fixed else 0.3
     assert info == {"keep_threshold": threshold} and float(model.keep_threshold) == pytest.approx(threshold)
-    kept = realize(text, spans, (keep > threshold).tolist(), [""] * len(spans))
+    kept = realize(text, spans, (keep > threshold).tolist(), [""] * len(spans), config.decode.join_parties)
     assert kept == (text if fixed else reference)
     assert score == score_texts(kept, reference, "word")["main"]
 

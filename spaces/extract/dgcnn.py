@@ -30,7 +30,7 @@ class GatedConvBlock(nn.Module):
 class DGCNN(nn.Module):
     """Clause vectors [B, T, D] + mask [B, T] -> keep probability per clause [B, T]."""
 
-    def __init__(self, input_size: int, hidden_size: int = 384, dropout: float = 0.1):
+    def __init__(self, input_size: int, hidden_size: int, dropout: float = 0.1):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.project = nn.Linear(input_size, hidden_size, bias=False)

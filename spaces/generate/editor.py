@@ -308,11 +308,11 @@ class EditRecipe:
             if fixed is not None:
                 model.keep_threshold.fill_(fixed)
             return 0.0, {"keep_threshold": float(model.keep_threshold)}
-        mine, rows = records[rank::size], []
+        mine, rows, join = records[rank::size], [], self.config.decode.join_parties
         for start in range(0, len(mine), self.config.decode.batch_size):
             chunk = mine[start:start + self.config.decode.batch_size]
             for r, tagged in zip(chunk, tag_records(model, chunk)):
-                rows.append([score_texts(tagged.summary(t), r.reference, "word", self.config.data.user_dict)["main"]
+                rows.append([score_texts(tagged.summary(t, join), r.reference, "word", self.config.data.user_dict)["main"]
                              for t in grid])
         rows = gather_object(rows) if size > 1 else rows
         means = np.asarray(rows).mean(0)
@@ -331,7 +331,7 @@ class EditRecipe:
             units = [u for w in windows for u in w.units]
             keep = [k for t in tags for k in t.keep]
             insert = [p if p in index else "" for t in tags for p in t.insert]
-            reached += realize(r.extract, units, keep, insert) == r.reference
+            reached += realize(r.extract, units, keep, insert, self.config.decode.join_parties) == r.reference
             for t in tags:
                 for p in t.insert:
                     if p in index:
@@ -361,12 +361,12 @@ class Tagged:
     keep: np.ndarray  # p(keep) per unit
     insert: list[str]
 
-    def summary(self, threshold: float) -> str:
-        return realize(self.text, self.units, (self.keep > threshold).tolist(), self.insert)
+    def summary(self, threshold: float, join_parties: bool) -> str:
+        return realize(self.text, self.units, (self.keep > threshold).tolist(), self.insert, join_parties)
 
-    def edited(self, threshold: float) -> tuple[str, list[tuple[str, str]]]:
+    def edited(self, threshold: float, join_parties: bool) -> tuple[str, list[tuple[str, str]]]:
         """The summary and its edit marks."""
-        return edit(self.text, self.units, (self.keep > threshold).tolist(), self.insert)
+        return edit(self.text, self.units, (self.keep > threshold).tolist(), self.insert, join_parties)
 
 
 @torch.no_grad()
@@ -403,4 +403,4 @@ def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConf
     threshold = config.decode.keep_threshold
     threshold = float(model.keep_threshold) if threshold is None else threshold
     tagged = tag_records(model, records, bf16=config.decode.mixed_precision == "bf16")
-    return [t.edited(threshold) for t in tagged]
+    return [t.edited(threshold, config.decode.join_parties) for t in tagged]
