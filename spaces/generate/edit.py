@@ -208,10 +208,11 @@ def _join_parties(pieces: list[_Piece], text: str) -> list[_Piece]:
     for before, after in zip(pieces, pieces[1:]):
         if before.phrase or after.phrase:
             continue
+        if not (text.endswith("原告", before.start, before.end) and text.startswith("被告", after.start)):
+            continue
         gap = text[before.end:after.start]
-        parties = text.endswith("原告", before.start, before.end) and text.startswith("被告", after.start)
         opens = before.end == 2 or text[before.end - 3] in PUNCTUATION + "\n"
-        if parties and opens and gap and gap[-1] in _CONNECTIVES and not clause_marks & set(gap):
+        if opens and gap and gap[-1] in _CONNECTIVES and not clause_marks & set(gap):
             before.end -= 1
     return pieces
 
