@@ -198,12 +198,13 @@ def _pieces(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequ
     return pieces
 
 
-def _join_parties(pieces: list[_Piece], text: str) -> list[_Piece]:
+def _join_parties(pieces: list[_Piece], text: str) -> None:
     """A clause that opens on 原告, its names and connective deleted, and goes on at 被告 (原告张三与被告李四 ->
     原告被告) reads 原被告, "the parties": 原告被告 is not Chinese, and CAIL references write 原被告 (57 of the 80
-    shared ones, 原告被告 none: scripts/reference_style.py). Only where what was deleted ends on a connective (与 和 及 、 诉) and holds no
-    clause mark, so 原告张三向被告借款 never becomes "the parties borrowed". The 告 of 原告 is deleted: the
-    summary is still the extract's text, and the marks show it."""
+    shared ones, 原告被告 none: scripts/reference_style.py). Only where what was deleted ends on a connective
+    (与 和 及 、 诉) and holds no clause mark, so 原告张三向被告借款 never becomes "the parties borrowed". The 告
+    of 原告 is deleted (the piece before the join ends one character sooner): the summary is still the
+    extract's text, and the marks show it."""
     clause_marks = set(PUNCTUATION) - {"、"}
     for before, after in zip(pieces, pieces[1:]):
         if before.phrase or after.phrase:
@@ -214,7 +215,6 @@ def _join_parties(pieces: list[_Piece], text: str) -> list[_Piece]:
         opens = before.end == 2 or text[before.end - 3] in PUNCTUATION + "\n"
         if opens and gap and gap[-1] in _CONNECTIVES and not clause_marks & set(gap):
             before.end -= 1
-    return pieces
 
 
 def _compose(pieces: list[_Piece], source: str) -> tuple[str, list[int]]:
@@ -257,7 +257,7 @@ def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequen
           ) -> list[_Piece]:
     pieces = _pieces(text, spans, keep, insert)
     if join_parties:
-        pieces = _join_parties(pieces, text)
+        _join_parties(pieces, text)
     while True:
         summary, joins = _compose(pieces, text)
         bad = unsupported_spans(summary, text)
