@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from spaces.generate.data import read_extracted  # noqa: E402
 from spaces.generate.edit import alignment_tags, realize  # noqa: E402
-from spaces.generate.editor import tag_records  # noqa: E402
+from spaces.generate.editor import realization, tag_records  # noqa: E402
 from spaces.generate.predict import generator_config, load_generator  # noqa: E402
 from spaces.rouge import score_texts  # noqa: E402
 
@@ -44,7 +44,7 @@ def main() -> int:
     gold_deleted = deleted = both = units = 0
     for record, tagged in zip(records, tag_records(model, records)):
         tags = alignment_tags(record.extract, tagged.units, record.reference)
-        texts = {"extract": record.extract, "editor": tagged.summary(threshold, config.decode.join_parties),
+        texts = {"extract": record.extract, "editor": tagged.summary(threshold, realization(config.decode)),
                  "aligned deletions": realize(record.extract, tagged.units, tags.keep, [""] * len(tagged.units)),
                  "aligned deletions and insertions": realize(record.extract, tagged.units, tags.keep, tags.insert)}
         for name, text in texts.items():

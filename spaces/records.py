@@ -340,6 +340,12 @@ def _indices(values: list[int], n: int, name: str) -> list[int]:
     return values
 
 
+# A clause's section of a civil judgment, in the order they come (``roles`` of the records below): the extract
+# stage assigns them (spaces.extract.sections), the editor ends a sentence where one opens.
+ROLES = ("header", "parties", "procedure", "claims", "defence", "facts", "reasoning", "judgment", "closing",
+         "appendix")
+
+
 class LabeledRecord(Record):
     """``extract oracle``: the clauses the greedy oracle matches to the reference summary."""
 

@@ -13,8 +13,8 @@ from tests.conftest import JUDGMENTS, document_text, edit_tiny, read_jsonl
 from spaces.citations import citations
 from spaces.cli import app
 from spaces.config import EditConfig, EditDecodeConfig, load_generator_config
-from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, alignment_tags, allowed_phrase, by_words, edit,
-                                  edit_marks, mine_phrases, realize, unit_spans)
+from spaces.generate.edit import (NOT_IN_PHRASES, PUNCTUATION, Style, alignment_tags, allowed_phrase, by_words,
+                                  edit, edit_marks, mine_phrases, realize, unit_spans)
 from spaces.numbers import numbers
 from spaces.records import ExtractedRecord
 
@@ -54,8 +54,8 @@ def test_the_parties_joined_by_a_deletion_read_as_one():
             keep[at:at + len(name)] = [False] * len(name)
         insert = [""] * len(text)
         insert[text.index("被告")] = phrase
-        return (realize(text, chars(text), keep, insert, join_parties),
-                edit_marks(text, chars(text), keep, insert, join_parties))
+        style = Style(join_parties=join_parties)
+        return realize(text, chars(text), keep, insert, style), edit_marks(text, chars(text), keep, insert, style)
 
     joined, marks = summary("原告张三与被告李四借款合同纠纷一案。", ["张三与", "李四"])
     assert joined == "原被告借款合同纠纷一案。"
@@ -66,6 +66,64 @@ def test_the_parties_joined_by_a_deletion_read_as_one():
     assert summary("原告张三，与被告李四。", ["张三，与", "李四"])[0] == "原告被告。"
     assert summary("原告张三与被告李四。", ["张三与", "李四"], phrase="及")[0] == "原告及被告。"
     assert summary("原告张三与被告李四。", ["张三与", "李四"], join_parties=False)[0] == "原告被告。"
+
+
+def test_a_short_deletion_inside_kept_text_is_not_made():
+    """With ``short_gaps`` 2 (decode.keep_short_gaps), a cut of one or two characters between kept text is put
+    back (被告孙某 stays whole, 如下 stays); not one of three, not one holding a mark, not one at either end."""
+    def summary(text, deleted, short_gaps=2):
+        keep = [True] * len(text)
+        for part in deleted:
+            at = text.index(part)
+            keep[at:at + len(part)] = [False] * len(part)
+        return realize(text, chars(text), keep, [""] * len(text), Style(short_gaps=short_gaps))
+
+    assert summary("被告孙某偿还借款。", ["某"]) == "被告孙某偿还借款。"
+    assert summary("判决如下：驳回。", ["如下"]) == "判决如下：驳回。"
+    assert summary("判决如下：驳回。", ["如下"], short_gaps=0) == "判决：驳回。"
+    assert summary("原告张三丰诉被告。", ["张三丰"]) == "原告诉被告。"
+    assert summary("一案，原告诉称。", ["，原"]) == "一案告诉称。"
+    assert summary("某某原告诉称。", ["某某"]) == "原告诉称。"
+    assert summary("原告诉称某某", ["某某"]) == "原告诉称。"
+
+
+def test_kept_text_that_opens_a_section_starts_a_sentence():
+    """With ``section_breaks`` (decode.section_breaks), an 。 where kept text runs into a new section, in a kept
+    piece or across a deletion, replacing the weaker mark there and marked as an insertion; none at a break
+    before any kept text, and none without the rule."""
+    text = "原告张三诉被告一案，原告诉请：支付借款；被告李四辩称：已还。"
+    claims, defence = text.index("原告诉请"), text.index("被告李四")
+    keep = [True] * len(text)
+    style = Style(section_breaks=True)
+    assert realize(text, chars(text), keep, [""] * len(text), style, [claims, defence]) == \
+        "原告张三诉被告一案。原告诉请：支付借款。被告李四辩称：已还。"
+    assert realize(text, chars(text), keep, [""] * len(text), Style(), [claims, defence]) == text
+    keep[text.index("；"):defence + 4] = [False] * (defence + 4 - text.index("；"))  # 支付借款 | 辩称
+    summary, marks = edit(text, chars(text), keep, [""] * len(text), style, [defence])
+    assert summary == "原告张三诉被告一案，原告诉请：支付借款。辩称：已还。"
+    assert ("insert", "。") in marks
+    insert = [""] * len(text)
+    insert[claims] = "。原告"
+    assert edit(text, chars(text), [True] * len(text), insert, style, [claims])[1][1] == ("insert", "。原告")
+    later = [False] * 10 + [True] * (len(text) - 10)
+    assert realize(text, chars(text), later, [""] * len(text), style, [3]) == text[10:]
+    assert realize(text, chars(text), later, [""] * len(text), style, [3, claims]) == "原告诉请：支付借款；被告李四辩称：已还。"
+
+
+def test_sections_start_where_the_clause_roles_change_except_at_the_judgment():
+    from spaces.generate.editor import JUDGMENT, section_starts
+    from spaces.records import ROLES
+
+    assert JUDGMENT in ROLES
+
+    clauses = ["原告诉被告一案，", "原告诉请：", "支付借款；", "被告辩称：", "已还。", "本院认为，", "依照规定，", "判决如下："]
+    roles = ["procedure", "claims", "claims", "defence", "defence", "reasoning", "reasoning", "judgment"]
+    selected = [0, 1, 2, 3, 5, 6, 7]
+    extract = "".join(clauses[i] for i in selected)
+    r = ExtractedRecord(id="a", sentences=clauses, scores=[1.0] * 8, selected=selected, extract=extract, roles=roles)
+    assert [extract[b:b + 4] for b in section_starts(r)] == ["原告诉请", "被告辩称", "本院认为"]
+    assert section_starts(r.model_copy(update={"roles": None})) == []
+    assert section_starts(r.model_copy(update={"extract": extract[1:]})) == []
 
 
 def test_tags_by_hand():
@@ -114,8 +172,9 @@ def test_random_tags_on_random_extracts_never_invent_a_number_or_a_citation(frag
         keep = data.draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts)))
         insert = data.draw(st.lists(st.sampled_from(PHRASES), min_size=len(cuts), max_size=len(cuts)))
     spans = unit_spans(text, cuts)
-    for join_parties in (False, True):
-        summary = realize(text, spans, keep, insert, join_parties)
+    breaks = [] if data is None else data.draw(st.lists(st.integers(0, len(text)), max_size=4))
+    for style in (Style(), Style(join_parties=True, short_gaps=2, section_breaks=True)):
+        summary = realize(text, spans, keep, insert, style, breaks)
         assert set(numbers(summary)) <= set(numbers(text)), (summary, text)
         known = citations(text)
         assert all(c.found_in(known) for c in citations(summary)), (summary, text)
@@ -256,6 +315,22 @@ def test_decode_mixed_precision_bf16_tags_under_autocast(tiny_bert, monkeypatch)
     assert asked == [False, True]
 
 
+def test_predict_realizes_each_record_with_the_section_starts_of_its_own_roles(tiny_bert):
+    """``edit_records`` ends a sentence where a record's clause roles open a section (the tags carry its
+    section starts), and keeps the extract's mark with ``decode.section_breaks: false``."""
+    from spaces.generate.editor import EditRecipe, edit_records, section_starts, tag_records
+
+    clauses = ["原告张三诉被告一案，", "原告诉请还款。"]
+    r = ExtractedRecord(id="a", sentences=clauses, scores=[1.0, 1.0], selected=[0, 1], extract="".join(clauses),
+                        roles=["procedure", "claims"], reference="原告诉被告一案。原告诉请还款。")
+    config = edit_config(tiny_bert)
+    model = EditRecipe(config).build([r])
+    assert tag_records(model, [r])[0].breaks == section_starts(r) == [len(clauses[0])]
+    for breaks, summary in ((True, "原告张三诉被告一案。原告诉请还款。"), (False, "原告张三诉被告一案，原告诉请还款。")):
+        decode = EditDecodeConfig(keep_threshold=1e-9, section_breaks=breaks)
+        assert edit_records(model, [r], config.model_copy(update={"decode": decode}))[0][0] == summary
+
+
 def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_bert, tmp_path):
     from spaces.generate.editor import EditRecipe, Editor, tag_records, window_tags
 
@@ -281,7 +356,7 @@ def test_a_tiny_editor_overfits_three_records_and_saves_and_loads_equal(tiny_ber
         oracle = by_words(r.extract, tagged.units, np.array([float(k) for k, _ in tags]))
         keep = np.where(oracle == 0.5, tagged.keep > 0.5, oracle > 0.5)
         best = realize(r.extract, tagged.units, keep.tolist(), [p if p in model.phrases else "" for _, p in tags])
-        assert tagged.summary(0.5, join_parties=False) == best
+        assert tagged.summary(0.5, Style()) == best
     model.save(tmp_path / "editor")
     loaded = Editor.load(tmp_path / "editor")
     ids, mask = batch[0], batch[1]
@@ -368,28 +443,31 @@ def test_keep_epoch_last_keeps_the_last_epochs_ema_weights_whatever_validation_s
 @pytest.mark.parametrize("fixed", [0.15, None])
 def test_validation_scores_at_the_configured_keep_threshold_and_calibrates_only_when_it_is_null(fixed, monkeypatch):
     """The names and 诉 are the only deletions the reference makes, at p(keep) 0.3: at the default 0.15 they
-    stay, and validation scores what predict will print (原被告 included, decode.join_parties); with
-    ``decode.keep_threshold: null`` it calibrates (0.3, the lowest threshold that deletes them) and the model
-    keeps that."""
+    stay, and validation scores what predict will print (原被告 and the 。 before the claims included: the
+    decode. realization rules, with the record's section starts); with ``decode.keep_threshold: null`` it
+    calibrates (0.3, the lowest threshold that deletes them) and the model keeps that."""
     from types import SimpleNamespace
 
     import spaces.generate.editor as editor_module
-    from spaces.generate.editor import EditRecipe, Tagged
+    from spaces.generate.editor import EditRecipe, Tagged, realization, section_starts
     from spaces.rouge import score_texts
 
-    text, reference = "原告张三诉被告李四借款合同纠纷一案。", "原被告借款合同纠纷一案。"
+    clauses = ["原告张三丰诉被告李四光借款合同纠纷一案，", "原告诉请还款。"]
+    text, reference = "".join(clauses), "原被告借款合同纠纷一案。原告诉请还款。"
     spans = chars(text)
-    keep = np.array([0.3 if c in "张三诉李四" else 0.9 for c in text])
-    record = ExtractedRecord(id="a", sentences=[text], scores=[1.0], selected=[0], extract=text, reference=reference)
+    keep = np.array([0.3 if c in "张三丰诉李四光" else 0.9 for c in text])
+    record = ExtractedRecord(id="a", sentences=clauses, scores=[1.0, 1.0], selected=[0, 1], extract=text,
+                             roles=["procedure", "claims"], reference=reference)
     monkeypatch.setattr(editor_module, "tag_records", lambda model, records: [
-        Tagged(text, spans, keep, [""] * len(spans)) for _ in records])
+        Tagged(text, spans, keep, [""] * len(spans), section_starts(r)) for r in records])
     model = SimpleNamespace(keep_threshold=torch.tensor(0.5))
     config = EditConfig.model_validate({"decode": {"keep_threshold": fixed}})
     score, info = EditRecipe(config).validate(model, [record], 0, 1)
     threshold = 0.15 if fixed else 0.3
     assert info == {"keep_threshold": threshold} and float(model.keep_threshold) == pytest.approx(threshold)
-    kept = realize(text, spans, (keep > threshold).tolist(), [""] * len(spans), config.decode.join_parties)
-    assert kept == (text if fixed else reference)
+    kept = realize(text, spans, (keep > threshold).tolist(), [""] * len(spans), realization(config.decode),
+                   section_starts(record))
+    assert kept == (text.replace("，", "。") if fixed else reference)
     assert score == score_texts(kept, reference, "word")["main"]
 
 

@@ -28,11 +28,9 @@ import re
 from collections.abc import Sequence
 
 from spaces.errors import SpacesError
-from spaces.records import Document
+from spaces.records import ROLES, Document
 from spaces.text import kept_clauses, split_clauses
 
-ROLES = ("header", "parties", "procedure", "claims", "defence", "facts", "reasoning", "judgment", "closing",
-         "appendix")
 
 _PARTY = "(?:原告|被告|第三人|上诉人|被上诉人|申请人|被申请人|申请执行人|被执行人|原审原告|原审被告|反诉原告|反诉被告)"
 CUES: dict[str, re.Pattern] = {

@@ -43,6 +43,19 @@ class EditTags:
     insert: list[str]
 
 
+@dataclass(frozen=True)
+class Style:
+    """How tags are realized beyond keeping, deleting and inserting (the editor's ``decode.`` switches); each
+    rule only deletes source text, puts it back, or ends a sentence, so a summary stays the extract's text."""
+
+    join_parties: bool = False  # 原告张三与被告李四 with the names deleted reads 原被告 (``_join_parties``)
+    short_gaps: int = 0  # a deletion of at most this many characters inside kept text is not made
+    section_breaks: bool = False  # kept text that opens a section starts a sentence (``_break_sections``)
+
+
+PLAIN = Style()
+
+
 def unit_spans(text: str, starts: Sequence[int]) -> list[Span]:
     """Units tiling ``text``, one per (ascending, distinct) token start: each runs to the next one's start, the
     first from 0."""
@@ -217,6 +230,48 @@ def _join_parties(pieces: list[_Piece], text: str) -> None:
             before.end -= 1
 
 
+def _keep_short_gaps(text: str, spans: Sequence[Span], keep: Sequence[bool], most: int) -> list[bool]:
+    """Keep the units of each deletion of at most ``most`` characters (no mark among them) that has kept units
+    on both sides. The editor's cuts of one or two characters agree with the reference's alignment 3 times in 4
+    (398 of 524, cross-validated on 80 CAIL records), yet keeping them all scores higher: a right one saves a
+    character or two (判决如下 -> 判决), a wrong one cuts a word and the n-grams across it (被告孙某 -> 被告孙)."""
+    keep, marks, i = list(keep), set(PUNCTUATION), 0
+    while i < len(keep):
+        j = i
+        while j < len(keep) and keep[j] == keep[i]:
+            j += 1
+        if not keep[i] and 0 < i and j < len(keep):
+            gap = text[spans[i][0]:spans[j - 1][1]]
+            if len(gap) <= most and not marks & set(gap):
+                keep[i:j] = [True] * (j - i)
+        i = j
+    return keep
+
+
+def _break_sections(pieces: list[_Piece], breaks: Sequence[int]) -> list[_Piece]:
+    """An 。 where kept text runs into a new section (a break offset lies between two kept characters, or a
+    kept piece spans one): 一案，原告诉请： -> 一案。原告诉请：, as CAIL references join the claims, the defence
+    and the court's findings, one sentence each. The 。 is a phrase piece (none where a phrase at the join
+    already ends the sentence); ``_compose`` drops the weaker mark it meets."""
+    out: list[_Piece] = []
+    behind = -1  # a break at or before this offset has been placed
+    for piece in pieces:
+        ended = piece.phrase.startswith("。") or (out and out[-1].phrase.endswith("。"))  # by a phrase already
+        if out and not ended and any(behind < b <= piece.start for b in breaks):
+            out.append(_Piece(piece.start, piece.start, "。"))
+        if piece.phrase:
+            out.append(piece)
+            behind = piece.start
+            continue
+        start = piece.start
+        for b in sorted(b for b in breaks if piece.start < b < piece.end):
+            out += [_Piece(start, b), _Piece(b, b, "。")]
+            start = b
+        out.append(_Piece(start, piece.end))
+        behind = piece.end - 1
+    return out
+
+
 def _compose(pieces: list[_Piece], source: str) -> tuple[str, list[int]]:
     """The summary, and where in it each piece after the first begins (its join with the one before)."""
     out, joins = "", []
@@ -253,11 +308,15 @@ def _close_up(pieces: list[_Piece], n: int) -> list[_Piece]:
     return pieces
 
 
-def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], join_parties: bool
-          ) -> list[_Piece]:
+def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style,
+          breaks: Sequence[int]) -> list[_Piece]:
+    if style.short_gaps:
+        keep = _keep_short_gaps(text, spans, keep, style.short_gaps)
     pieces = _pieces(text, spans, keep, insert)
-    if join_parties:
+    if style.join_parties:
         _join_parties(pieces, text)
+    if style.section_breaks and breaks:
+        pieces = _break_sections(pieces, breaks)
     while True:
         summary, joins = _compose(pieces, text)
         bad = unsupported_spans(summary, text)
@@ -269,24 +328,24 @@ def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequen
         pieces = _close_up(pieces, max(at, default=nearest) + 1)
 
 
-def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str],
-            join_parties: bool = False) -> str:
+def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style = PLAIN,
+            breaks: Sequence[int] = ()) -> str:
     """The edited summary: kept units in order with their phrases, punctuation tidied at each join (no leading
-    or doubled marks, one final 。), and no number or citation the extract does not hold; with ``join_parties``,
-    原被告 for 原告 meeting 被告 across deleted names (``_join_parties``)."""
-    return _compose(_plan(text, spans, keep, insert, join_parties), text)[0]
+    or doubled marks, one final 。), and no number or citation the extract does not hold; ``style`` adds the
+    rules of ``Style``, ``breaks`` are where the extract's sections begin (``Style.section_breaks``)."""
+    return _compose(_plan(text, spans, keep, insert, style, breaks), text)[0]
 
 
-def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str],
-               join_parties: bool = False) -> list[tuple[str, str]]:
+def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style = PLAIN,
+               breaks: Sequence[int] = ()) -> list[tuple[str, str]]:
     """The extract with the summary's edits in place, for a reviewer: ("keep" | "delete" | "insert", text) runs."""
-    return _marks(_plan(text, spans, keep, insert, join_parties), text)
+    return _marks(_plan(text, spans, keep, insert, style, breaks), text)
 
 
-def edit(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str],
-         join_parties: bool = False) -> tuple[str, list[tuple[str, str]]]:
+def edit(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style = PLAIN,
+         breaks: Sequence[int] = ()) -> tuple[str, list[tuple[str, str]]]:
     """``realize`` and ``edit_marks`` together, from one plan of the edits."""
-    pieces = _plan(text, spans, keep, insert, join_parties)
+    pieces = _plan(text, spans, keep, insert, style, breaks)
     return _compose(pieces, text)[0], _marks(pieces, text)
 
 

