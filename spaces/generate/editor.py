@@ -324,7 +324,7 @@ class EditRecipe:
     def describe(self, model: Editor, records: list[ExtractedRecord]) -> dict:
         """The card's account of the model and its phrase vocabulary (coverage: share of training references
         the tags reach exactly with it)."""
-        index = set(model.phrases)
+        index, style = set(model.phrases), realization(self.config.decode)
         reached, counts = 0, {}
         for r in records:
             windows = model.windows(r.extract)
@@ -332,8 +332,7 @@ class EditRecipe:
             units = [u for w in windows for u in w.units]
             keep = [k for t in tags for k in t.keep]
             insert = [p if p in index else "" for t in tags for p in t.insert]
-            reached += realize(r.extract, units, keep, insert, realization(self.config.decode),
-                               section_starts(r)) == r.reference
+            reached += realize(r.extract, units, keep, insert, style, section_starts(r)) == r.reference
             for t in tags:
                 for p in t.insert:
                     if p in index:
