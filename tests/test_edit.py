@@ -104,7 +104,8 @@ def test_kept_text_that_opens_a_section_starts_a_sentence():
     assert ("insert", "。") in marks
     insert = [""] * len(text)
     insert[claims] = "。原告"
-    assert edit(text, chars(text), [True] * len(text), insert, style, [claims])[1][1] == ("insert", "。原告")
+    assert edit(text, chars(text), [True] * len(text), insert, style, [claims])[1][1:3] == [("delete", "，"),
+                                                                                         ("insert", "。原告")]
     later = [False] * 10 + [True] * (len(text) - 10)
     assert realize(text, chars(text), later, [""] * len(text), style, [3]) == text[10:]
     assert realize(text, chars(text), later, [""] * len(text), style, [3, claims]) == "原告诉请：支付借款；被告李四辩称：已还。"
@@ -174,7 +175,9 @@ def test_random_tags_on_random_extracts_never_invent_a_number_or_a_citation(frag
     spans = unit_spans(text, cuts)
     breaks = [] if data is None else data.draw(st.lists(st.integers(0, len(text)), max_size=4))
     for style in (Style(), Style(join_parties=True, short_gaps=2, section_breaks=True)):
-        summary = realize(text, spans, keep, insert, style, breaks)
+        summary, marks = edit(text, spans, keep, insert, style, breaks)
+        assert "".join(t for k, t in marks if k != "insert") == text  # the marks read the extract
+        assert "".join(t for k, t in marks if k != "delete") == summary  # and the summary, every edit shown
         assert set(numbers(summary)) <= set(numbers(text)), (summary, text)
         known = citations(text)
         assert all(c.found_in(known) for c in citations(summary)), (summary, text)
@@ -248,9 +251,12 @@ def test_edit_marks_show_every_deletion_and_insertion_in_place():
     insert[text.index("被")] = "与"
     marks = edit_marks(text, spans, keep, insert)
     assert marks == [("keep", "原告"), ("delete", "张三诉"), ("insert", "与"), ("keep", "被告"), ("delete", "李四"),
-                     ("keep", "纠纷一案，")]
+                     ("keep", "纠纷一案"), ("delete", "，"), ("insert", "。")]  # the tidied end shows too
     assert "".join(t for k, t in marks if k != "insert") == text
     assert edit(text, spans, keep, insert) == (realize(text, spans, keep, insert), marks) == ("原告与被告纠纷一案。", marks)
+    assert edit_marks("原告诉称。", chars("原告诉称。"), [True] * 5, [""] * 5) == [("keep", "原告诉称。")]
+    said = "原告诉称。被告辩称。"  # a phrase 。 meeting the extract's own: the extract's stays, nothing to show
+    assert edit_marks(said, chars(said), [True] * 10, [""] * 4 + ["。"] + [""] * 5) == [("keep", said)]
 
 
 # ---- the model ----------------------------------------------------------------------------------------------

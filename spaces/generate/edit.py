@@ -281,23 +281,50 @@ def _break_sections(pieces: list[_Piece], breaks: Sequence[int]) -> list[_Piece]
     return out
 
 
-def _compose(pieces: list[_Piece], source: str) -> tuple[str, list[int]]:
-    """The summary, and where in it each piece after the first begins (its join with the one before)."""
-    out, joins = "", []
+@dataclass
+class _Composed:
+    text: str  # the summary
+    joins: list[int]  # where in it each piece after the first begins (its join with the one before)
+    dropped: set[tuple[int, int]]  # (piece, character) the tidying left out
+    closed: bool  # the final 。 is the realization's, not the extract's
+
+
+def _compose(pieces: list[_Piece], source: str) -> _Composed:
+    """The pieces joined, each join tidied (no leading mark, of two marks meeting the stronger stays, the end
+    on one 。), with what the tidying left out, so the marks can show it."""
+    out: list[str] = []
+    origin: list[tuple[int, int]] = []  # (piece, character) of each character of ``out``
+    joins: list[int] = []
+    dropped: set[tuple[int, int]] = set()
+    loose = PUNCTUATION + " \u3000"
     for n, piece in enumerate(pieces):
         part = piece.text(source)
+        k = 0
         if n:
             joins.append(len(out))
         if not out:
-            part = part.lstrip(PUNCTUATION + " \u3000")
-        while out and part and out[-1] in _STRENGTH and part[0] in _STRENGTH:
-            if _STRENGTH[part[0]] > _STRENGTH[out[-1]]:
-                out = out[:-1]
+            while k < len(part) and part[k] in loose:
+                dropped.add((n, k))
+                k += 1
+        while out and k < len(part) and out[-1] in _STRENGTH and part[k] in _STRENGTH:
+            # the stronger stays; of two equal ones, the extract's own rather than a phrase's
+            before, after = _STRENGTH[out[-1]], _STRENGTH[part[k]]
+            if after > before or (after == before and pieces[origin[-1][0]].phrase and not piece.phrase):
+                out.pop()
+                dropped.add(origin.pop())
             else:
-                part = part[1:]
-        out += part
-    out = out.rstrip(PUNCTUATION + " \u3000")
-    return (out + "。" if out else out), joins
+                dropped.add((n, k))
+                k += 1
+        out += part[k:]
+        origin += [(n, i) for i in range(k, len(part))]
+    tail: list[tuple[str, tuple[int, int]]] = []  # the marks and spaces at the end, last first
+    while out and out[-1] in loose:
+        tail.append((out.pop(), origin.pop()))
+    text = "".join(out)
+    # the extract's own 。 among them ends the summary, where there is text before it
+    final = next((o for c, o in reversed(tail) if c == "。" and not pieces[o[0]].phrase), None) if text else None
+    dropped.update(o for _, o in tail if o != final)
+    return _Composed(text + "。" if text else text, joins, dropped, bool(text) and final is None)
 
 
 def _close_up(pieces: list[_Piece], n: int) -> list[_Piece]:
@@ -327,7 +354,8 @@ def _plan(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequen
     if style.section_breaks and breaks:
         pieces = _break_sections(pieces, breaks)
     while True:
-        summary, joins = _compose(pieces, text)
+        composed = _compose(pieces, text)
+        summary, joins = composed.text, composed.joins
         bad = unsupported_spans(summary, text)
         if not bad or not joins:
             return pieces
@@ -342,23 +370,28 @@ def realize(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequ
     """The edited summary: kept units in order with their phrases, punctuation tidied at each join (no leading
     or doubled marks, one final 。), and no number or citation the extract does not hold; ``style`` adds the
     rules of ``Style``, ``breaks`` are where the extract's sections begin (``Style.section_breaks``)."""
-    return _compose(_plan(text, spans, keep, insert, style, breaks), text)[0]
+    return _compose(_plan(text, spans, keep, insert, style, breaks), text).text
 
 
 def edit_marks(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style = PLAIN,
                breaks: Sequence[int] = ()) -> list[tuple[str, str]]:
-    """The extract with the summary's edits in place, for a reviewer: ("keep" | "delete" | "insert", text) runs."""
-    return _marks(_plan(text, spans, keep, insert, style, breaks), text)
+    """The extract with the summary's edits in place, for a reviewer: ("keep" | "delete" | "insert", text) runs;
+    the kept and inserted runs read the summary, the kept and deleted ones the extract."""
+    pieces = _plan(text, spans, keep, insert, style, breaks)
+    return _marks(pieces, text, _compose(pieces, text))
 
 
 def edit(text: str, spans: Sequence[Span], keep: Sequence[bool], insert: Sequence[str], style: Style = PLAIN,
          breaks: Sequence[int] = ()) -> tuple[str, list[tuple[str, str]]]:
     """``realize`` and ``edit_marks`` together, from one plan of the edits."""
     pieces = _plan(text, spans, keep, insert, style, breaks)
-    return _compose(pieces, text)[0], _marks(pieces, text)
+    composed = _compose(pieces, text)
+    return composed.text, _marks(pieces, text, composed)
 
 
-def _marks(pieces: list[_Piece], text: str) -> list[tuple[str, str]]:
+def _marks(pieces: list[_Piece], text: str, composed: _Composed) -> list[tuple[str, str]]:
+    """Each piece's characters as kept or inserted, or, where the tidying left a source character out, deleted
+    (an inserted one left out is no edit); the final 。 an insertion where the realization wrote it."""
     marks: list[tuple[str, str]] = []
 
     def mark(kind: str, part: str) -> None:
@@ -366,13 +399,17 @@ def _marks(pieces: list[_Piece], text: str) -> list[tuple[str, str]]:
             marks.append((kind, marks.pop()[1] + part) if marks and marks[-1][0] == kind else (kind, part))
 
     at = 0
-    for piece in pieces:
+    for n, piece in enumerate(pieces):
         mark("delete", text[at:piece.start])
         at = max(at, piece.start)
-        if piece.phrase:
-            mark("insert", piece.phrase)
-            continue
-        mark("keep", text[piece.start:piece.end])
-        at = piece.end
+        for k, c in enumerate(piece.text(text)):
+            if (n, k) not in composed.dropped:
+                mark("insert" if piece.phrase else "keep", c)
+            elif not piece.phrase:
+                mark("delete", c)
+        if not piece.phrase:
+            at = piece.end
+    if composed.closed:
+        mark("insert", "。")
     mark("delete", text[at:])
     return marks
