@@ -146,8 +146,7 @@ def edits(path: Path) -> list[str]:
     return [f"On the {len(records)} held-out extracts (`runs/cail2020/test-edited.jsonl`, its `edits`): "
             f"{deleted / (kept + deleted):.1%} of the extracts' characters deleted; {sum(inserted.values())} "
             f"insertions: phrases, section breaks' 。 and a final 。 the extract lacked ({top or 'none'}); "
-            f"summaries of median "
-            f"{statistics.median(lengths):.0f} characters "
+            f"summaries of median {statistics.median(lengths):.0f} characters "
             f"(90th percentile {lengths[round(0.9 * (len(lengths) - 1))]}).", ""]
 
 
